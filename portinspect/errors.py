@@ -1,0 +1,63 @@
+"""Exit statuses and the library's errors.
+
+One table maps every failure to one exit code, shared by all commands. The library
+raises these errors; the CLI turns them into a message and the code (httpie's
+ExitStatus, psutil's errors that carry pid/port context).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    ERROR = 1  # unexpected error
+    USAGE = 2  # bad input
+    NOT_LISTENING = 3  # nothing listens on the port(s) asked about
+    PERMISSION = 4  # owner hidden, or a process we may not signal
+    STILL_HELD = 5  # the port is still held after `kill`
+    NO_FREE_PORT = 6  # no free port in the range
+    TIMEOUT = 124  # `wait` timed out (the timeout(1) convention)
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class PortInspectError(Exception):
+    """Base of every error portinspect raises on purpose."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
+
+    def __init__(self, message: str, *, port: int | None = None, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.port = port
+        self.pid = pid
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PortInspectError, ValueError):
+    """Bad input: a port of 0, 'abc', a reversed range..."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class NotListeningError(PortInspectError):
+    exit_status = ExitStatus.NOT_LISTENING
+
+
+class PermissionDeniedError(PortInspectError):
+    exit_status = ExitStatus.PERMISSION
+
+
+class StillHeldError(PortInspectError):
+    exit_status = ExitStatus.STILL_HELD
+
+
+class NoFreePortError(PortInspectError):
+    exit_status = ExitStatus.NO_FREE_PORT
+
+
+class WaitTimeoutError(PortInspectError):
+    exit_status = ExitStatus.TIMEOUT
