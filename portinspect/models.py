@@ -86,6 +86,8 @@ class Snapshot:
     owners_hidden: bool = False
     # portinspect's own pid and its ancestors: never an app root, never signalled.
     self_lineage: frozenset[int] = frozenset()
+    # uid -> user name, for sockets whose owning process is hidden.
+    user_names: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,3 @@
+from portinspect.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""The portable socket backend: psutil on macOS, Windows, and Linux when /proc is odd.
+
+Two psutil traps shape this module (measured, see research/frameworks.md §1 and §4):
+- On Linux net_connections() reports ONE pid per socket even when a gunicorn master
+  and its workers share it, so sharers are found by asking the holder's relatives.
+- On macOS net_connections() raises AccessDenied without root; we fall back to asking
+  each process we may see, and say that other owners are hidden.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+import psutil
+
+from portinspect.models import Family, Proto, Socket
+
+_KINDS = {Proto.TCP: "tcp", Proto.UDP: "udp"}
+_FAMILIES = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
+_Key = tuple[Proto, Family, str, int]
+
+
+def _is_listening(conn: psutil._common.sconn | psutil._common.pconn, proto: Proto) -> bool:
+    if proto is Proto.TCP:
+        return conn.status == psutil.CONN_LISTEN
+    return not conn.raddr  # an unconnected UDP socket
+
+
+def _key(conn: psutil._common.sconn | psutil._common.pconn, proto: Proto) -> _Key | None:
+    family = _FAMILIES.get(conn.family)
+    if family is None or not conn.laddr:
+        return None
+    return proto, family, conn.laddr.ip, conn.laddr.port
+
+
+def _system_wide(proto: Proto) -> Iterator[tuple[_Key, int | None]]:
+    for conn in psutil.net_connections(_KINDS[proto]):
+        key = _key(conn, proto)
+        if key is not None and _is_listening(conn, proto):
+            yield key, conn.pid
+
+
+def _per_process(proto: Proto, procs: Iterable[psutil.Process]) -> Iterator[tuple[_Key, int]]:
+    for proc in procs:
+        try:
+            conns = proc.net_connections(_KINDS[proto])
+        except (psutil.Error, OSError):
+            continue  # gone, or not ours to see
+        for conn in conns:
+            key = _key(conn, proto)
+            if key is not None and _is_listening(conn, proto):
+                yield key, proc.pid
+
+
+def _relatives(pid: int) -> list[psutil.Process]:
+    """The processes that may share a socket with pid: its ancestors and all their children.
+
+    Shared listening sockets are inherited over fork, so sharers are always a parent,
+    child or sibling of each other.
+    """
+    try:
+        proc = psutil.Process(pid)
+        family = [proc, *proc.parents()]
+    except psutil.Error:
+        return []
+    found = {p.pid: p for p in family if p.pid > 1}
+    for member in list(found.values()):
+        try:
+            for child in member.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.Error:
+            continue
+    return list(found.values())
+
+
+def _add_sharers(holders: dict[_Key, set[int]], proto: Proto) -> None:
+    seeds = {pid for pids in holders.values() for pid in pids}
+    checked: set[int] = set()
+    for seed in sorted(seeds):
+        if seed in checked:
+            continue
+        relatives = [p for p in _relatives(seed) if p.pid not in checked]
+        checked.update(p.pid for p in relatives)
+        for key, pid in _per_process(proto, relatives):
+            if key in holders:
+                holders[key].add(pid)
+
+
+def _uid_of(pid: int) -> int | None:
+    if not hasattr(psutil.Process, "uids"):
+        return None  # Windows has no uids
+    try:
+        return psutil.Process(pid).uids().effective
+    except psutil.Error:
+        return None
+
+
+def list_sockets(
+    protos: frozenset[Proto], ports: frozenset[int] | None = None
+) -> tuple[list[Socket], bool]:
+    """Listening TCP and unconnected UDP sockets with every holder pid found.
+
+    Returns (sockets, owners_hidden). A socket whose owner we may not see keeps its
+    place with an empty pids tuple; it is never dropped.
+    """
+    sockets: list[Socket] = []
+    hidden = False
+    for proto in sorted(protos, key=lambda p: p.value):
+        holders: dict[_Key, set[int]] = defaultdict(set)
+        try:
+            found: Iterable[tuple[_Key, int | None]] = list(_system_wide(proto))
+        except psutil.AccessDenied:
+            # macOS without root: only our own processes answer.
+            found = list(_per_process(proto, psutil.process_iter()))
+            hidden = True
+        for key, pid in found:
+            if ports is not None and key[3] not in ports:
+                continue
+            holders[key]  # noqa: B018 - a socket with no visible owner still counts
+            if pid is not None:
+                holders[key].add(pid)
+        if sys.platform.startswith("linux"):
+            _add_sharers(holders, proto)
+        for (proto_, family, address, port), pids in holders.items():
+            if not pids:
+                hidden = True
+            ordered = tuple(sorted(pids))
+            uid = _uid_of(ordered[0]) if ordered else None
+            sockets.append(Socket(proto_, family, address, port, uid=uid, pids=ordered))
+    return sockets, hidden

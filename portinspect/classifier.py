@@ -1,0 +1,172 @@
+"""Snapshot -> Listeners: IANA range, ephemeral range, service name, exposure, app.
+
+Pure, apart from reading the OS's ephemeral range and the bundled service table once;
+framework recognition is delegated to frameworks.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import subprocess
+import sys
+from collections.abc import Mapping
+from importlib import resources
+
+from portinspect.frameworks import SourceReader, identify_app
+from portinspect.models import Holder, Listener, PortRange, ProcessInfo, Proto, Snapshot, Socket
+
+# IANA's suggested dynamic range (RFC 6335), also Windows' default since Vista and
+# macOS's default. Used when the OS will not tell us its own.
+FALLBACK_EPHEMERAL = (49152, 65535)
+LINUX_EPHEMERAL_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def port_range(port: int) -> PortRange:
+    if port <= 1023:
+        return PortRange.WELL_KNOWN
+    if port <= 49151:
+        return PortRange.REGISTERED
+    return PortRange.DYNAMIC
+
+
+def _parse_range_pair(text: str) -> tuple[int, int] | None:
+    fields = text.split()
+    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
+        return None
+    low, high = int(fields[0]), int(fields[1])
+    if not 1 <= low <= high <= 65535:
+        return None
+    return low, high
+
+
+def _linux_ephemeral() -> tuple[int, int] | None:
+    try:
+        with open(LINUX_EPHEMERAL_FILE, encoding="ascii") as f:
+            return _parse_range_pair(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _bsd_ephemeral() -> tuple[int, int] | None:
+    # Fixed argv, no user input; sysctl is the only portable way to read these on macOS/BSD.
+    try:
+        out = subprocess.run(
+            ["sysctl", "-n", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return _parse_range_pair(out)
+
+
+@functools.cache
+def ephemeral_range() -> tuple[int, int]:
+    """The OS's range for outgoing connections' local ports.
+
+    Linux reads ip_local_port_range (default 32768-60999), macOS/BSD ask sysctl;
+    Windows and anything unreadable fall back to 49152-65535 (IANA's dynamic range,
+    Windows' documented default).
+    """
+    found: tuple[int, int] | None = None
+    if sys.platform.startswith("linux"):
+        found = _linux_ephemeral()
+    elif sys.platform == "darwin" or "bsd" in sys.platform:
+        found = _bsd_ephemeral()
+    return found or FALLBACK_EPHEMERAL
+
+
+def is_ephemeral(port: int, bounds: tuple[int, int] | None = None) -> bool:
+    low, high = bounds or ephemeral_range()
+    return low <= port <= high
+
+
+@functools.cache
+def _services() -> dict[tuple[int, str], str]:
+    table: dict[tuple[int, str], str] = {}
+    text = resources.files("portinspect.data").joinpath("services.tsv").read_text("utf-8")
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        port, proto, name = line.split("\t")
+        table[(int(port), proto)] = name
+    return table
+
+
+def service_name(port: int, proto: Proto = Proto.TCP) -> str | None:
+    """The IANA service name registered for the port, from bundled data."""
+    return _services().get((port, proto.value))
+
+
+def is_exposed(address: str) -> bool:
+    """True when the socket accepts connections from beyond this machine.
+
+    Wildcards (0.0.0.0, ::) and any non-loopback address are exposed; 127.0.0.0/8,
+    ::1 and IPv4-mapped loopback (::ffff:127.0.0.1) are not.
+    """
+    host = address.split("%", 1)[0]  # fe80::1%eth0 -> scope id is not part of the address
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return True  # unknown form: say exposed rather than hide a risk
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_loopback
+
+
+def _holder_order(pids: tuple[int, ...], processes: Mapping[int, ProcessInfo]) -> list[int]:
+    """Holders top of the tree first: the master before its workers, then by pid."""
+    held = set(pids)
+
+    def depth(pid: int) -> int:
+        n, seen = 0, {pid}
+        parent = processes[pid].ppid if pid in processes else None
+        while parent is not None and parent in processes and parent not in seen:
+            n += parent in held
+            seen.add(parent)
+            parent = processes[parent].ppid
+        return n
+
+    return sorted(pids, key=lambda p: (depth(p), p))
+
+
+def classify_socket(
+    sock: Socket,
+    snapshot: Snapshot,
+    read_source: SourceReader | None = None,
+    ephemeral_bounds: tuple[int, int] | None = None,
+) -> Listener:
+    processes = snapshot.processes
+    order = _holder_order(sock.pids, processes)
+    app = identify_app(order, processes, snapshot.self_lineage, read_source) if order else None
+    roles = app.roles if app else {}
+    holders = tuple(Holder(processes[pid], roles.get(pid)) for pid in order)
+    user = holders[0].process.user if holders else None
+    if user is None and sock.uid is not None:
+        user = snapshot.user_names.get(sock.uid)
+    return Listener(
+        proto=sock.proto,
+        family=sock.family,
+        address=sock.address,
+        port=sock.port,
+        range=port_range(sock.port),
+        ephemeral=is_ephemeral(sock.port, ephemeral_bounds),
+        service=service_name(sock.port, sock.proto),
+        exposed=is_exposed(sock.address),
+        holders=holders,
+        uid=sock.uid,
+        user=user,
+        inode=sock.inode,
+        framework=app.framework if app else None,
+        server=app.server if app else None,
+        app_pid=app.app_pid if app else None,
+    )
+
+
+def classify(snapshot: Snapshot, read_source: SourceReader | None = None) -> list[Listener]:
+    """Every socket of the snapshot as a Listener, in the snapshot's order."""
+    bounds = ephemeral_range()
+    return [classify_socket(s, snapshot, read_source, bounds) for s in snapshot.sockets]

@@ -1,0 +1,243 @@
+"""The command line: parse -> call the library -> render -> exit code. The only module that prints.
+
+Every command goes through `_run`, which owns the contract shared by all of them:
+with --json exactly one JSON document on stdout (also on failure), warnings and
+errors on stderr, one line per error, and the exit codes of errors.ExitStatus.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from portinspect import __version__, api, render
+from portinspect.errors import (
+    ExitStatus,
+    NotListeningError,
+    PermissionDeniedError,
+    PortInspectError,
+    UsageError,
+)
+from portinspect.portspec import parse_port, parse_port_spec
+
+# click is vendored by recent typer and external in older ones; reach its exception
+# classes through typer's public BadParameter so both work.
+_ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
+_ClickException: type[Exception] = _ClickUsageError.__mro__[1]
+
+
+
+def _hidden_owners_warning() -> str:
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Root sees every process in its pid namespace; what is left is a kernel
+        # socket (nfsd...) or a process in another container's namespace.
+        return "some sockets have no visible owner (kernel, or another pid namespace)"
+    return "some sockets belong to other users and their processes are hidden; run with sudo"
+
+
+@dataclass
+class Outcome:
+    """What a command produced, before it is printed."""
+
+    status: ExitStatus
+    payload: dict[str, Any]
+    human: str = ""
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Output:
+    as_json: bool = False
+    quiet: bool = False
+    debug: bool = False
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"portinspect: {text}\n")
+
+
+def _emit(command: str, out: Output, outcome: Outcome) -> int:
+    if not out.quiet:
+        for warning in outcome.warnings:
+            _say(f"warning: {warning}")
+    if outcome.error is not None:
+        _say(outcome.error)
+    if out.as_json:
+        error = {"message": outcome.error} if outcome.error is not None else None
+        doc = render.envelope(
+            command,
+            int(outcome.status),
+            outcome.payload,
+            error=error,
+            warnings=outcome.warnings,
+        )
+        sys.stdout.write(doc + "\n")
+    elif outcome.human:
+        sys.stdout.write(outcome.human + "\n")
+    sys.stdout.flush()
+    return int(outcome.status)
+
+
+def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
+    """Run one command's body under the shared error and output contract."""
+    try:
+        outcome = body()
+    except PortInspectError as exc:
+        outcome = Outcome(exc.exit_status, {}, error=str(exc))
+    except KeyboardInterrupt:
+        outcome = Outcome(ExitStatus.INTERRUPTED, {}, error="interrupted")
+    except Exception as exc:
+        if out.debug:
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        hint = "" if out.debug else " (run with --debug for the traceback)"
+        outcome = Outcome(ExitStatus.ERROR, {}, error=f"unexpected error: {message}{hint}")
+    return _emit(command, out, outcome)
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors as one line and exit 2; the command's return value is the exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except _ClickUsageError as exc:
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            _say(" ".join(message.split()) + " (see --help)")
+            code = ExitStatus.USAGE
+        except _ClickException as exc:
+            _say(" ".join(str(exc).split()))
+            code = getattr(exc, "exit_code", ExitStatus.ERROR)
+        except (typer.Abort, KeyboardInterrupt, EOFError):
+            _say("interrupted")
+            code = ExitStatus.INTERRUPTED
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    name="portinspect",
+    help="What is on a port, and how do I get it back? List, diagnose, free, kill and wait.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = Output()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"portinspect {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    _state.debug = debug or os.environ.get("PORTINSPECT_DEBUG", "") not in ("", "0")
+
+
+def _output(as_json: bool, quiet: bool) -> Output:
+    return Output(as_json=as_json, quiet=quiet, debug=_state.debug)
+
+
+def _proto(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.lower() not in ("tcp", "udp"):
+        raise UsageError(f"invalid protocol {value!r}: expected tcp or udp")
+    return value.lower()
+
+
+@app.command("list")
+def list_command(
+    port: Annotated[
+        str | None,
+        typer.Option("--port", "-p", help="Only these ports: 8000, 8000-8010, 8000,8080."),
+    ] = None,
+    proto: Annotated[str | None, typer.Option("--proto", help="tcp or udp.")] = None,
+    exposed: Annotated[
+        bool, typer.Option("--exposed", help="Only sockets reachable beyond loopback.")
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Every listening TCP socket and bound UDP socket with its owner and framework."""
+
+    def body() -> Outcome:
+        ports = parse_port_spec(port) if port is not None else None
+        result = api.scan_result(ports, _proto(proto))
+        listeners = [li for li in result.listeners if li.exposed or not exposed]
+        warnings = [_hidden_owners_warning()] if result.owners_hidden else []
+        status = ExitStatus.OK
+        error = None
+        if ports is not None and not listeners:
+            status, error = ExitStatus.NOT_LISTENING, f"nothing is listening on port {port}"
+        return Outcome(
+            status,
+            {"listeners": [li.to_dict() for li in listeners]},
+            human=render.list_table(listeners) if error is None else "",
+            warnings=warnings,
+            error=error,
+        )
+
+    return _run("list", _output(as_json, quiet), body)
+
+
+@app.command("who")
+def who_command(
+    port: Annotated[str, typer.Argument(help="The port to diagnose.")],
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Who holds PORT: every holder, the app tree, framework, cwd, uptime, how to stop it."""
+
+    def body() -> Outcome:
+        number = parse_port(port)
+        listeners = api.scan(number)
+        if not listeners:
+            raise NotListeningError(f"nothing is listening on port {number}", port=number)
+        trees = api.app_trees(listeners)
+        payload = {
+            "port": number,
+            "listeners": [li.to_dict() for li in listeners],
+            "apps": render.apps_json(listeners, trees),
+            "stop": f"portinspect kill {number}",
+        }
+        outcome = Outcome(ExitStatus.OK, payload, human=render.who_report(number, listeners, trees))
+        if all(li.owner_hidden for li in listeners):
+            user = listeners[0].user or "another user"
+            hidden = PermissionDeniedError(
+                f"port {number} belongs to {user}; run with sudo to see its process", port=number
+            )
+            outcome.status, outcome.error = hidden.exit_status, str(hidden)
+        return outcome
+
+    return _run("who", _output(as_json, quiet), body)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point."""
+    app(args=list(argv) if argv is not None else None, prog_name="portinspect")
+    sys.exit(0)  # pragma: no cover - the group's main always exits

@@ -1,0 +1,1 @@
+"""Bundled static data: IANA service names, browser-unsafe ports."""

@@ -1,0 +1,242 @@
+"""Listeners and results -> text. Pure functions returning strings; nothing here prints.
+
+Every string that came from another process (command lines, cwd, names) goes through
+`clean()` before it reaches a terminal: a hostile process title must not be able to
+move the cursor, recolour the screen or break a row in two.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from portinspect.models import Listener, ProcessInfo
+
+SCHEMA_VERSION = 1
+CMDLINE_WIDTH = 60
+
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
+_CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+# Bidi overrides and isolates reorder what follows them on screen; show them escaped.
+_CONTROL.update({c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})  # C1 controls (CSI = 0x9b)
+
+
+def clean(text: str | None, width: int | None = None) -> str:
+    """One printable line: control characters escaped, optionally cut to width."""
+    if not text:
+        return ""
+    out = text.translate(_CONTROL)
+    if width is not None and len(out) > width:
+        out = out[: width - 1] + "…"
+    return out
+
+
+def command_line(argv: Sequence[str], width: int | None = CMDLINE_WIDTH) -> str:
+    # setproctitle pads titles with empty strings; they carry nothing.
+    return clean(" ".join(a for a in argv if a), width)
+
+
+def uptime(started: float | None, now: float | None = None) -> str:
+    if started is None:
+        return "?"
+    seconds = max(0, int((now if now is not None else time.time()) - started))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def program(listener: Listener) -> str:
+    """What serves the port, in a few words: 'django (runserver)', 'http.server', 'nginx'."""
+    if listener.owner_hidden:
+        return "(hidden: run with sudo)"
+    name = clean(listener.process) or "?"
+    if listener.framework and listener.server and listener.framework != listener.server:
+        return f"{listener.framework} ({listener.server})"
+    return listener.framework or listener.server or name
+
+
+def _pid_cell(listener: Listener) -> str:
+    if listener.pid is None:
+        return "-"
+    extra = len(listener.holders) - 1
+    return f"{listener.pid} +{extra}" if extra else str(listener.pid)
+
+
+def _range_cell(listener: Listener) -> str:
+    return f"{listener.range}, ephemeral" if listener.ephemeral else str(listener.range)
+
+
+LIST_COLUMNS = ("PORT", "PROTO", "ADDRESS", "PID", "PROGRAM", "USER", "RANGE", "SERVICE")
+
+
+def _list_row(listener: Listener) -> tuple[str, ...]:
+    address = clean(listener.address) + (" *" if listener.exposed else "")
+    return (
+        str(listener.port),
+        listener.proto.value,
+        address,
+        _pid_cell(listener),
+        program(listener),
+        clean(listener.user) or "?",
+        _range_cell(listener),
+        listener.service or "",
+    )
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    # tabulate is imported here, not at module load: `free` and `wait` never draw a table.
+    from tabulate import tabulate
+
+    # disable_numparse: ports stay text, and tabulate is 2.5x faster without number sniffing.
+    return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True)
+
+
+def list_table(listeners: Sequence[Listener]) -> str:
+    if not listeners:
+        return "No listening sockets match."
+    body = table(LIST_COLUMNS, (_list_row(li) for li in listeners))
+    legend = "* = exposed beyond this machine (wildcard or non-loopback address)"
+    return f"{body}\n\n{legend}" if any(li.exposed for li in listeners) else body
+
+
+def _tree_lines(
+    root: int, tree: Mapping[int, ProcessInfo], roles: Mapping[int, str], held: set[int]
+) -> list[str]:
+    children: dict[int, list[int]] = {}
+    for pid, info in tree.items():
+        if info.ppid in tree and pid != root:
+            children.setdefault(info.ppid, []).append(pid)
+    lines: list[str] = []
+
+    def walk(pid: int, depth: int) -> None:
+        info = tree[pid]
+        role = roles.get(pid, "")
+        mark = " [holds port]" if pid in held else ""
+        prefix = "    " + "  " * depth + ("└─ " if depth else "")
+        lines.append(f"{prefix}{pid} {role:<10} {command_line(info.cmdline)}{mark}".rstrip())
+        for child in sorted(children.get(pid, [])):
+            walk(child, depth + 1)
+
+    if root in tree:
+        walk(root, 0)
+    return lines
+
+
+def who_report(
+    port: int,
+    listeners: Sequence[Listener],
+    trees: Mapping[int, Mapping[int, ProcessInfo]],
+    now: float | None = None,
+) -> str:
+    """The human diagnosis of one port: sockets, app, tree, and how to stop it."""
+    first = listeners[0]
+    facts = [first.range.value, "ephemeral range" if first.ephemeral else "not ephemeral"]
+    if first.service:
+        facts.append(f"IANA service {first.service}")
+    lines = [f"Port {port}: {', '.join(facts)}"]
+    for li in listeners:
+        reach = "EXPOSED beyond this machine" if li.exposed else "loopback only"
+        lines.append(f"  {li.proto.value} {li.family.value} {clean(li.endpoint)}  ({reach})")
+    seen: set[int | None] = set()
+    for li in listeners:
+        if li.app_pid in seen:
+            continue
+        seen.add(li.app_pid)
+        lines.append("")
+        lines.extend(_app_section(li, trees.get(li.app_pid or -1, {}), now))
+    return "\n".join(lines)
+
+
+def _app_section(li: Listener, tree: Mapping[int, ProcessInfo], now: float | None) -> list[str]:
+    if li.owner_hidden:
+        owner = clean(li.user) or "another user"
+        return [
+            f"  owner:     hidden (the socket belongs to {owner})",
+            "  next:      run `sudo portinspect who "
+            f"{li.port}` to see the process and how to stop it",
+        ]
+    primary = li.primary
+    assert primary is not None
+    what = program(li)
+    root_info = tree.get(li.app_pid) if li.app_pid is not None else None
+    started = root_info.create_time if root_info else primary.create_time
+    holders = ", ".join(f"{h.process.pid} ({h.role or 'holder'})" for h in li.holders)
+    lines = [
+        f"  program:   {what}",
+        f"  app root:  pid {li.app_pid}, up {uptime(started, now)}",
+        f"  holders:   {holders}",
+        f"  user:      {clean(li.user) or '?'}",
+        f"  cwd:       {clean(li.cwd) or '? (needs root)'}",
+        f"  command:   {command_line(primary.cmdline, None)}",
+    ]
+    if tree:
+        held = {h.process.pid for h in li.holders}
+        roles = {h.process.pid: h.role or "" for h in li.holders}
+        lines.append("  app tree:")
+        lines.extend(_tree_lines(li.app_pid or primary.pid, tree, roles, held))
+    lines.append(
+        f"  stop it:   portinspect kill {li.port}   "
+        f"(SIGTERM to pid {li.app_pid}, the app's top process, then verifies the port is free)"
+    )
+    return lines
+
+
+def process_dict(info: ProcessInfo) -> dict[str, Any]:
+    return {
+        "pid": info.pid,
+        "ppid": info.ppid,
+        "process": info.name,
+        "user": info.user,
+        "cmdline": list(info.cmdline),
+        "cwd": info.cwd,
+        "started": info.create_time,
+    }
+
+
+def envelope(command: str, exit_code: int, payload: Mapping[str, Any], **extra: Any) -> str:
+    """The one JSON document a command prints with --json (success or failure alike)."""
+    doc: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "command": command,
+        "ok": exit_code == 0,
+        "exit_code": exit_code,
+    }
+    doc.update(payload)
+    doc.update(extra)
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def apps_json(
+    listeners: Sequence[Listener], trees: Mapping[int, Mapping[int, ProcessInfo]]
+) -> list[dict[str, Any]]:
+    """The apps behind the listeners, each with its whole process tree (for `who --json`)."""
+    apps: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for li in listeners:
+        if li.app_pid is None or li.app_pid in seen:
+            continue
+        seen.add(li.app_pid)
+        roles = {h.process.pid: h.role for h in li.holders}
+        tree = trees.get(li.app_pid, {})
+        apps.append(
+            {
+                "app_pid": li.app_pid,
+                "framework": li.framework,
+                "server": li.server,
+                "tree": [
+                    {**process_dict(info), "role": roles.get(pid)}
+                    for pid, info in sorted(tree.items())
+                ],
+            }
+        )
+    return apps

@@ -1,0 +1,199 @@
+"""Facts from the OS: which sockets listen, which processes hold them, and their ancestors.
+
+The facade picks the backend: the fast Linux one (netlink sock_diag + a lean /proc
+walk) where it works, psutil everywhere else. Process details always come from psutil.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import TypeVar
+
+import psutil
+
+from portinspect.models import ProcessInfo, Proto, Snapshot, Socket
+
+_T = TypeVar("_T")
+ALL_PROTOS = frozenset(Proto)
+
+# The only environment variables we keep: they mark reloader children, kernels and
+# npm wrappers. Everything else in a process's environment stays private.
+ENV_MARKERS = (
+    "RUN_MAIN",
+    "WERKZEUG_RUN_MAIN",
+    "WERKZEUG_SERVER_FD",
+    "JPY_PARENT_PID",
+    "npm_lifecycle_event",
+    "npm_command",
+)
+SOURCE_LIMIT = 256 * 1024  # bytes of an app module we read to spot its framework
+
+
+def _backend_sockets(
+    protos: frozenset[Proto], ports: frozenset[int] | None, backend: str | None
+) -> tuple[list[Socket], bool]:
+    choice = backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
+    if choice in ("auto", "linux") and sys.platform.startswith("linux"):
+        try:
+            from portinspect import _linux
+        except ImportError:  # pragma: no cover - only while the module is absent
+            pass
+        else:
+            try:
+                return _linux.list_sockets(protos, ports)
+            except OSError:
+                if choice == "linux":
+                    raise
+    from portinspect import _psutil
+
+    return _psutil.list_sockets(protos, ports)
+
+
+def _env_markers(proc: psutil.Process) -> dict[str, str]:
+    try:
+        env = proc.environ()
+    except (psutil.Error, OSError):
+        return {}  # another user's process: env needs root
+    return {k: env[k] for k in ENV_MARKERS if k in env}
+
+
+def process_info(proc: psutil.Process) -> ProcessInfo | None:
+    """Everything we may read about one process; None if it has gone."""
+    try:
+        with proc.oneshot():
+            ppid = proc.ppid()
+            name = proc.name()
+            create_time = proc.create_time()
+            user = _safe(proc.username)
+            cmdline = tuple(_safe(proc.cmdline) or ())
+            cwd = _safe(proc.cwd)
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        return ProcessInfo(pid=proc.pid, ppid=None, name=None, user=None)
+    return ProcessInfo(
+        pid=proc.pid,
+        ppid=ppid,
+        name=name,
+        user=user,
+        cmdline=cmdline,
+        cwd=cwd or None,
+        create_time=create_time,
+        env=_env_markers(proc),
+    )
+
+
+def _safe(getter: Callable[[], _T]) -> _T | None:
+    """A field we may not be allowed to read (cwd of another user) is None, not an error."""
+    try:
+        return getter()
+    except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return None
+
+
+def read_processes(pids: Iterable[int]) -> dict[int, ProcessInfo]:
+    """The given processes and all their ancestors, up to init."""
+    found: dict[int, ProcessInfo] = {}
+    todo = sorted(set(pids))
+    while todo:
+        pid = todo.pop()
+        if pid in found or pid <= 0:
+            continue
+        try:
+            info = process_info(psutil.Process(pid))
+        except psutil.Error:
+            continue
+        if info is None:
+            continue
+        found[pid] = info
+        if info.ppid and info.ppid not in found:
+            todo.append(info.ppid)
+    return found
+
+
+def self_lineage() -> frozenset[int]:
+    """portinspect's own pid and every ancestor: the shell, the terminal, the IDE..."""
+    lineage = {os.getpid()}
+    try:
+        lineage.update(p.pid for p in psutil.Process().parents())
+    except psutil.Error:
+        pass
+    return frozenset(lineage)
+
+
+def _user_names(uids: Iterable[int]) -> dict[int, str]:
+    try:
+        import pwd
+    except ImportError:  # Windows
+        return {}
+    names: dict[int, str] = {}
+    for uid in set(uids):
+        try:
+            names[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            names[uid] = str(uid)
+    return names
+
+
+def collect(
+    ports: Iterable[int] | None = None,
+    protos: Iterable[Proto] = ALL_PROTOS,
+    *,
+    backend: str | None = None,
+) -> Snapshot:
+    """One snapshot of the listening sockets (optionally only `ports`) and their owners.
+
+    backend: "auto" (default), "linux" or "psutil"; the PORTINSPECT_BACKEND
+    environment variable chooses too.
+    """
+    wanted = frozenset(ports) if ports is not None else None
+    sockets, hidden = _backend_sockets(frozenset(protos), wanted, backend)
+    sockets.sort(key=lambda s: (s.port, s.proto.value, s.family.value, s.address))
+    holders = {pid for s in sockets for pid in s.pids}
+    processes = read_processes(holders)
+    live = [s for s in (_without_dead(s, processes) for s in sockets) if s is not None]
+    return Snapshot(
+        sockets=tuple(live),
+        processes=processes,
+        owners_hidden=hidden,
+        self_lineage=self_lineage(),
+        user_names=_user_names(s.uid for s in live if s.uid is not None),
+    )
+
+
+def _without_dead(sock: Socket, processes: Mapping[int, ProcessInfo]) -> Socket | None:
+    """Drop holders that exited since the socket dump; drop the socket if all of them did.
+
+    A socket we never saw an owner for is kept: hidden is not the same as gone.
+    """
+    alive = tuple(p for p in sock.pids if p in processes)
+    if alive == sock.pids:
+        return sock
+    return replace(sock, pids=alive) if alive else None
+
+
+def read_source(path: str) -> str | None:
+    """Text of an app module (bounded), for spotting its framework; None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(SOURCE_LIMIT).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def process_tree(root: int) -> dict[int, ProcessInfo]:
+    """The root process and all its descendants (the app tree `who` shows and `kill` stops)."""
+    try:
+        top = psutil.Process(root)
+        members = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    tree: dict[int, ProcessInfo] = {}
+    for proc in members:
+        info = process_info(proc)
+        if info is not None:
+            tree[info.pid] = info
+    return tree
