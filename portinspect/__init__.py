@@ -1,8 +1,8 @@
 """portinspect: what is on port 8000, and how do I get it back?
 
-    >>> from portinspect import scan
-    >>> for listener in scan(ports=[8000]):
-    ...     print(listener.port, listener.pid, listener.framework, listener.app_pid)
+>>> from portinspect import scan
+>>> for listener in scan(ports=[8000]):
+...     print(listener.port, listener.pid, listener.framework, listener.app_pid)
 """
 
 from __future__ import annotations

@@ -13,23 +13,37 @@ import socket
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 import psutil
 
 from portinspect.models import Family, Proto, Socket
 
 _KINDS = {Proto.TCP: "tcp", Proto.UDP: "udp"}
-_FAMILIES = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
+_FAMILIES: dict[int, Family] = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
 _Key = tuple[Proto, Family, str, int]
 
 
-def _is_listening(conn: psutil._common.sconn | psutil._common.pconn, proto: Proto) -> bool:
+class _Conn(Protocol):
+    """The fields we use of psutil's sconn/pconn named tuples."""
+
+    @property
+    def family(self) -> int: ...
+    @property
+    def laddr(self) -> Any: ...
+    @property
+    def raddr(self) -> Any: ...
+    @property
+    def status(self) -> str: ...
+
+
+def _is_listening(conn: _Conn, proto: Proto) -> bool:
     if proto is Proto.TCP:
         return conn.status == psutil.CONN_LISTEN
-    return not conn.raddr  # an unconnected UDP socket
+    return not bool(conn.raddr)  # an unconnected UDP socket
 
 
-def _key(conn: psutil._common.sconn | psutil._common.pconn, proto: Proto) -> _Key | None:
+def _key(conn: _Conn, proto: Proto) -> _Key | None:
     family = _FAMILIES.get(conn.family)
     if family is None or not conn.laddr:
         return None
@@ -119,7 +133,7 @@ def list_sockets(
         for key, pid in found:
             if ports is not None and key[3] not in ports:
                 continue
-            holders[key]  # noqa: B018 - a socket with no visible owner still counts
+            holders[key]
             if pid is not None:
                 holders[key].add(pid)
         if sys.platform.startswith("linux"):

@@ -14,6 +14,8 @@ from portinspect.portspec import MAX_PORT, MIN_PORT
 def _ports(ports: int | Iterable[int] | None) -> frozenset[int] | None:
     if ports is None:
         return None
+    if isinstance(ports, (str, bytes)) or not isinstance(ports, (int, Iterable)):
+        raise UsageError(f"invalid ports {ports!r}: expected an int or an iterable of ints")
     wanted = frozenset([ports] if isinstance(ports, int) else ports)
     for port in wanted:
         if isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT:

@@ -33,7 +33,6 @@ _ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 _ClickException: type[Exception] = _ClickUsageError.__mro__[1]
 
 
-
 def _hidden_owners_warning() -> str:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Root sees every process in its pid namespace; what is left is a kernel
@@ -106,7 +105,7 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
 class _OneLineErrors(TyperGroup):
     """Usage errors as one line and exit 2; the command's return value is the exit code."""
 
-    def main(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)

@@ -114,7 +114,7 @@ def _tree_lines(
 ) -> list[str]:
     children: dict[int, list[int]] = {}
     for pid, info in tree.items():
-        if info.ppid in tree and pid != root:
+        if info.ppid is not None and info.ppid in tree and pid != root:
             children.setdefault(info.ppid, []).append(pid)
     lines: list[str] = []
 

@@ -6,6 +6,7 @@ walk) where it works, psutil everywhere else. Process details always come from p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -117,10 +118,8 @@ def read_processes(pids: Iterable[int]) -> dict[int, ProcessInfo]:
 def self_lineage() -> frozenset[int]:
     """portinspect's own pid and every ancestor: the shell, the terminal, the IDE..."""
     lineage = {os.getpid()}
-    try:
+    with contextlib.suppress(psutil.Error):
         lineage.update(p.pid for p in psutil.Process().parents())
-    except psutil.Error:
-        pass
     return frozenset(lineage)
 
 

@@ -1,0 +1,1 @@
+"""portinspect test suite."""

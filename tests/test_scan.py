@@ -1,0 +1,206 @@
+"""scan() against real sockets on loopback, through every backend this machine has."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import psutil
+import pytest
+
+import portinspect
+from portinspect import api, classifier, scan
+from portinspect.errors import UsageError
+from portinspect.models import Family, PortRange, Proto
+
+from .support import (
+    LOOPBACK4,
+    LOOPBACK6,
+    has_ipv6,
+    held_by_nobody,
+    is_root,
+    listening,
+    port_of,
+    run_as_nobody,
+)
+
+BACKENDS = ["psutil"]
+if sys.platform.startswith("linux"):
+    BACKENDS.append("linux")
+
+needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback here")
+needs_root = pytest.mark.skipif(not is_root(), reason="needs root to drop to another user")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "linux":
+        pytest.importorskip("portinspect._linux")
+    return str(request.param)
+
+
+def _only(listeners: list[portinspect.Listener], port: int) -> portinspect.Listener:
+    found = [li for li in listeners if li.port == port]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_tcp_ipv4_listener_with_its_owner(backend: str) -> None:
+    with listening(LOOPBACK4) as sock:
+        port = port_of(sock)
+        li = _only(scan(backend=backend), port)
+    me = psutil.Process()
+    assert (li.proto, li.family, li.address) == (Proto.TCP, Family.IPV4, LOOPBACK4)
+    assert li.pid == os.getpid()
+    assert li.user == me.username()
+    assert li.cmdline == tuple(me.cmdline())
+    assert li.cwd == os.getcwd()
+    assert li.exposed is False
+    # Kernel-picked ports come from the ephemeral range, so both facts are checkable.
+    low, high = classifier.ephemeral_range()
+    assert li.ephemeral is (low <= port <= high)
+    assert li.range is (PortRange.DYNAMIC if port >= 49152 else PortRange.REGISTERED)
+
+
+@needs_ipv6
+def test_tcp_ipv6_listener(backend: str) -> None:
+    with listening(LOOPBACK6) as sock:
+        port = port_of(sock)
+        li = _only(scan(port, backend=backend), port)
+    assert (li.family, li.address, li.pid) == (Family.IPV6, LOOPBACK6, os.getpid())
+    assert li.endpoint == f"[::1]:{port}"
+
+
+def test_same_port_on_both_families_is_two_listeners(backend: str) -> None:
+    if not has_ipv6():
+        pytest.skip("no IPv6 loopback here")
+    with listening(LOOPBACK4) as v4:
+        port = port_of(v4)
+        try:
+            six = listening(LOOPBACK6, port=port)
+            v6 = six.__enter__()
+        except OSError:
+            pytest.skip("port taken on ::1 by someone else")
+        try:
+            found = scan(port, backend=backend)
+        finally:
+            six.__exit__(None, None, None)
+        assert v6
+    assert sorted(li.family.value for li in found) == ["ipv4", "ipv6"]
+
+
+def test_udp_bound_socket_is_listed_as_udp(backend: str) -> None:
+    with listening(LOOPBACK4, socket.SOCK_DGRAM) as sock:
+        port = port_of(sock)
+        found = scan(port, backend=backend)
+    assert [li.proto for li in found] == [Proto.UDP]
+    assert found[0].pid == os.getpid()
+
+
+def test_connected_udp_socket_is_not_a_listener(backend: str) -> None:
+    with listening(LOOPBACK4, socket.SOCK_DGRAM) as server:
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            client.connect((LOOPBACK4, port_of(server)))
+            client_port = port_of(client)
+            found = scan(client_port, proto="udp", backend=backend)
+        finally:
+            client.close()
+    assert found == []
+
+
+def test_clients_and_accepted_connections_are_not_listeners(backend: str) -> None:
+    with listening(LOOPBACK4) as server:
+        client = socket.create_connection((LOOPBACK4, port_of(server)))
+        accepted, _ = server.accept()
+        try:
+            client_port = port_of(client)
+            assert scan(client_port, backend=backend) == []
+            # The server's port lists the listener once, not the accepted socket.
+            assert len(scan(port_of(server), proto="tcp", backend=backend)) == 1
+        finally:
+            accepted.close()
+            client.close()
+
+
+def test_bound_but_not_listening_tcp_is_not_listed(backend: str) -> None:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK4, 0))
+        assert scan(port_of(sock), backend=backend) == []
+
+
+def test_socket_shared_with_a_forked_child_has_both_holders(backend: str) -> None:
+    with listening(LOOPBACK4) as sock:
+        port = port_of(sock)
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # holds the inherited socket until the parent closes the pipe
+            os.close(write_end)
+            os.read(read_end, 1)
+            os._exit(0)
+        os.close(read_end)
+        try:
+            li = _only(scan(port, backend=backend), port)
+        finally:
+            os.close(write_end)
+            os.waitpid(child, 0)
+    assert {h.process.pid for h in li.holders} == {os.getpid(), child}
+    # The parent is the top of the tree, so it comes first.
+    assert li.pid == os.getpid()
+
+
+def test_port_filter_returns_only_those_ports(backend: str) -> None:
+    with listening() as a, listening() as b, listening() as c:
+        wanted = {port_of(a), port_of(c)}
+        found = scan(wanted, backend=backend)
+        assert {li.port for li in found} == wanted
+        assert port_of(b) not in {li.port for li in found}
+
+
+def test_exposure_and_service_are_classified(backend: str) -> None:
+    with listening(LOOPBACK4) as sock:
+        li = _only(scan(port_of(sock), backend=backend), port_of(sock))
+    assert li.exposed is False
+    assert li.to_dict()["exposed"] is False
+
+
+@pytest.mark.parametrize("bad", [0, 65536, -1, "8000", 3.5, True])
+def test_scan_refuses_bad_ports(bad: object) -> None:
+    with pytest.raises(UsageError):
+        scan(bad)  # type: ignore[arg-type]
+
+
+def test_scan_refuses_unknown_protocols() -> None:
+    with pytest.raises(UsageError):
+        scan(proto="sctp")
+
+
+@needs_root
+@pytest.mark.unprivileged
+def test_unprivileged_scan_lists_roots_socket_with_owner_hidden() -> None:
+    pytest.importorskip("portinspect._linux")
+    with listening(LOOPBACK4) as sock:
+        port = port_of(sock)
+
+        def look() -> dict[str, object]:
+            result = api.scan_result(port)
+            rows = [li.to_dict() for li in result.listeners]
+            return {"hidden": result.owners_hidden, "rows": rows}
+
+        seen = run_as_nobody(look)
+    assert seen["hidden"] is True
+    [row] = seen["rows"]
+    assert row["port"] == port
+    assert row["pid"] is None and row["process"] is None
+    assert row["uid"] == 0
+    assert row["user"] == "root"
+
+
+@needs_root
+@pytest.mark.unprivileged
+def test_root_sees_a_socket_held_by_another_user(backend: str) -> None:
+    with held_by_nobody() as port:
+        li = _only(scan(port, backend=backend), port)
+    assert li.user == "nobody"
+    assert li.pid is not None
