@@ -24,8 +24,8 @@ run: install
 	$(BIN)/portinspect list
 
 lint: install-test
-	$(BIN)/ruff check portinspect tests examples benchmarks
-	$(BIN)/ruff format --check portinspect tests examples benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: install-test
 	$(BIN)/mypy

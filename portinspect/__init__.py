@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from portinspect.api import scan
+from portinspect.waiter import WaitResult, wait_for
 from portinspect.errors import (
     ExitStatus,
     NoFreePortError,
@@ -36,7 +37,9 @@ __all__ = [
     "Proto",
     "StillHeldError",
     "UsageError",
+    "WaitResult",
     "WaitTimeoutError",
     "__version__",
     "scan",
+    "wait_for",
 ]

@@ -6,30 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from portinspect import classifier, scanner
-from portinspect.errors import UsageError
 from portinspect.models import Listener, ProcessInfo, Proto
-from portinspect.portspec import MAX_PORT, MIN_PORT
-
-
-def _ports(ports: int | Iterable[int] | None) -> frozenset[int] | None:
-    if ports is None:
-        return None
-    if isinstance(ports, (str, bytes)) or not isinstance(ports, (int, Iterable)):
-        raise UsageError(f"invalid ports {ports!r}: expected an int or an iterable of ints")
-    wanted = frozenset([ports] if isinstance(ports, int) else ports)
-    for port in wanted:
-        if isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT:
-            raise UsageError(f"invalid port {port!r}: ports run from 1 to 65535")
-    return wanted
-
-
-def _protos(proto: Proto | str | None) -> frozenset[Proto]:
-    if proto is None:
-        return scanner.ALL_PROTOS
-    try:
-        return frozenset([Proto(proto)])
-    except ValueError:
-        raise UsageError(f"invalid protocol {proto!r}: expected tcp or udp") from None
+from portinspect.portspec import check_ports, check_proto
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +25,7 @@ def scan_result(
     backend: str | None = None,
 ) -> ScanResult:
     """scan(), and whether some owners were hidden from us."""
-    snapshot = scanner.collect(_ports(ports), _protos(proto), backend=backend)
+    snapshot = scanner.collect(check_ports(ports), check_proto(proto), backend=backend)
     return ScanResult(classifier.classify(snapshot, scanner.read_source), snapshot.owners_hidden)
 
 

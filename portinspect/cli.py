@@ -23,9 +23,16 @@ from portinspect.errors import (
     NotListeningError,
     PermissionDeniedError,
     PortInspectError,
-    UsageError,
+    WaitTimeoutError,
 )
-from portinspect.portspec import parse_port, parse_port_spec
+from portinspect.portspec import parse_port, parse_port_spec, parse_port_specs
+from portinspect.waiter import (
+    DEFAULT_INTERVAL,
+    DEFAULT_TIMEOUT,
+    MIN_INTERVAL,
+    check_seconds,
+    wait_for,
+)
 
 # click is vendored by recent typer and external in older ones; reach its exception
 # classes through typer's public BadParameter so both work.
@@ -161,14 +168,6 @@ def _output(as_json: bool, quiet: bool) -> Output:
     return Output(as_json=as_json, quiet=quiet, debug=_state.debug)
 
 
-def _proto(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if value.lower() not in ("tcp", "udp"):
-        raise UsageError(f"invalid protocol {value!r}: expected tcp or udp")
-    return value.lower()
-
-
 @app.command("list")
 def list_command(
     port: Annotated[
@@ -186,7 +185,7 @@ def list_command(
 
     def body() -> Outcome:
         ports = parse_port_spec(port) if port is not None else None
-        result = api.scan_result(ports, _proto(proto))
+        result = api.scan_result(ports, proto)
         listeners = [li for li in result.listeners if li.exposed or not exposed]
         warnings = [_hidden_owners_warning()] if result.owners_hidden else []
         status = ExitStatus.OK
@@ -234,6 +233,62 @@ def who_command(
         return outcome
 
     return _run("who", _output(as_json, quiet), body)
+
+
+@app.command("wait")
+def wait_command(
+    ports: Annotated[list[str], typer.Argument(help="Ports or ranges: 8000 9000-9002.")],
+    timeout: Annotated[
+        float, typer.Option("--timeout", "-t", help="Give up after SECONDS (exit 124).")
+    ] = DEFAULT_TIMEOUT,
+    free: Annotated[
+        bool, typer.Option("--free", help="Wait until nothing listens instead.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between polls.")
+    ] = DEFAULT_INTERVAL,
+    proto: Annotated[str | None, typer.Option("--proto", help="tcp or udp.")] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Wait until every PORT has a listener (or, with --free, none has)."""
+    condition = "free" if free else "listening"
+
+    def body() -> Outcome:
+        wanted = parse_port_specs(ports)
+        check_seconds(timeout, "timeout")  # refuse bad input before saying we wait
+        check_seconds(interval, "interval", minimum=MIN_INTERVAL)
+        if not quiet:
+            shown = (
+                ", ".join(map(str, sorted(wanted))) if len(wanted) <= 8 else f"{len(wanted)} ports"
+            )
+            _say(f"waiting up to {timeout:g}s for port {shown} to be {condition}")
+        try:
+            result = wait_for(wanted, free=free, timeout=timeout, interval=interval, proto=proto)
+        except WaitTimeoutError as exc:
+            payload = {
+                "ports": sorted(wanted),
+                "condition": condition,
+                "timed_out": True,
+                "pending": list(exc.pending),
+                "elapsed": round(exc.elapsed, 3),
+            }
+            return Outcome(exc.exit_status, payload, error=str(exc))
+        payload = {
+            "ports": list(result.ports),
+            "condition": condition,
+            "timed_out": False,
+            "pending": [],
+            "elapsed": round(result.elapsed, 3),
+        }
+        human = (
+            ""
+            if quiet
+            else f"port {', '.join(map(str, result.ports))} {condition} after {result.elapsed:.2f}s"
+        )
+        return Outcome(ExitStatus.OK, payload, human=human)
+
+    return _run("wait", _output(as_json, quiet), body)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -61,3 +61,8 @@ class NoFreePortError(PortInspectError):
 
 class WaitTimeoutError(PortInspectError):
     exit_status = ExitStatus.TIMEOUT
+
+    def __init__(self, message: str, *, pending: tuple[int, ...], elapsed: float) -> None:
+        super().__init__(message, port=pending[0] if pending else None)
+        self.pending = pending  # the ports whose condition did not hold in time
+        self.elapsed = elapsed

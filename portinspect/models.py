@@ -21,6 +21,9 @@ class Proto(str, Enum):
         return self.value
 
 
+ALL_PROTOS = frozenset(Proto)
+
+
 class Family(str, Enum):
     IPV4 = "ipv4"
     IPV6 = "ipv6"

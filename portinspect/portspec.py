@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from portinspect.errors import UsageError
+from portinspect.models import ALL_PROTOS, Proto
 
 MIN_PORT = 1
 MAX_PORT = 65535
@@ -64,3 +65,26 @@ def parse_port_specs(specs: Iterable[str]) -> frozenset[int]:
     for spec in specs:
         ports |= parse_port_spec(spec)
     return frozenset(ports)
+
+
+def check_ports(ports: int | Iterable[int] | None) -> frozenset[int] | None:
+    """Ports given to the library: an int or an iterable of ints, each 1-65535."""
+    if ports is None:
+        return None
+    if isinstance(ports, (str, bytes)) or not isinstance(ports, (int, Iterable)):
+        raise UsageError(f"invalid ports {ports!r}: expected an int or an iterable of ints")
+    wanted = frozenset([ports] if isinstance(ports, int) else ports)
+    for port in wanted:
+        if isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT:
+            raise UsageError(f"invalid port {port!r}: ports run from 1 to 65535")
+    return wanted
+
+
+def check_proto(proto: Proto | str | None) -> frozenset[Proto]:
+    """ "tcp", "udp" (any case) or None for both."""
+    if proto is None:
+        return ALL_PROTOS
+    try:
+        return frozenset([Proto(proto.lower() if isinstance(proto, str) else proto)])
+    except (ValueError, AttributeError):
+        raise UsageError(f"invalid protocol {proto!r}: expected tcp or udp") from None

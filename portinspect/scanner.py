@@ -15,10 +15,9 @@ from typing import TypeVar
 
 import psutil
 
-from portinspect.models import ProcessInfo, Proto, Snapshot, Socket
+from portinspect.models import ALL_PROTOS, ProcessInfo, Proto, Snapshot, Socket
 
 _T = TypeVar("_T")
-ALL_PROTOS = frozenset(Proto)
 
 # The only environment variables we keep: they mark reloader children, kernels and
 # npm wrappers. Everything else in a process's environment stays private.
