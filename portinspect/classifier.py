@@ -163,6 +163,7 @@ def classify_socket(
         framework=app.framework if app else None,
         server=app.server if app else None,
         app_pid=app.app_pid if app else None,
+        roles=roles,
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from portinspect.errors import ExitStatus
+
 
 class Proto(str, Enum):
     TCP = "tcp"
@@ -129,6 +131,8 @@ class Listener:
     # The app's top process: reloader, master or supervisor; the holder itself for a
     # single-process server. None when the owner is hidden.
     app_pid: int | None = None
+    # pid -> role for the holders and the app processes above them.
+    roles: Mapping[int, str] = field(default_factory=dict, compare=False)
 
     @property
     def primary(self) -> ProcessInfo | None:
@@ -190,4 +194,179 @@ class Listener:
                 {"pid": h.process.pid, "process": h.process.name, "role": h.role}
                 for h in self.holders
             ],
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# kill: the plan for one port, and what happened when it ran
+# ---------------------------------------------------------------------------------------
+
+
+class KillStatus(str, Enum):
+    """How `kill` ended for one port. Each maps to one exit status (exit_status)."""
+
+    FREED = "freed"  # no listening socket is left on the port, in either family
+    NOT_LISTENING = "not-listening"  # nothing listened when we looked
+    PERMISSION_DENIED = "permission-denied"  # another user's process: nothing was signalled
+    STILL_HELD = "still-held"  # signals sent, but a listener survived SIGKILL or respawned
+    REFUSED = "refused"  # protected, portinspect's own lineage, a container, an unseen owner
+    DRY_RUN = "dry-run"  # the plan was shown; nothing was signalled
+    DECLINED = "declined"  # the user answered no; nothing was signalled, the port is held
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return _KILL_EXIT[self]
+
+
+# A refused or declined port is still held, so scripts see 5 ("still held") for it.
+_KILL_EXIT = {
+    KillStatus.FREED: ExitStatus.OK,
+    KillStatus.DRY_RUN: ExitStatus.OK,
+    KillStatus.NOT_LISTENING: ExitStatus.NOT_LISTENING,
+    KillStatus.PERMISSION_DENIED: ExitStatus.PERMISSION,
+    KillStatus.STILL_HELD: ExitStatus.STILL_HELD,
+    KillStatus.REFUSED: ExitStatus.STILL_HELD,
+    KillStatus.DECLINED: ExitStatus.STILL_HELD,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KillTarget:
+    """A process `kill` will signal: an app's top process or a member of its tree."""
+
+    process: ProcessInfo
+    # "reloader", "master", "supervisor", "server", "worker", "wrapper", "kernel"...;
+    # None for a process with no recognised role (a child the app started).
+    role: str | None = None
+    top: bool = False  # an app's top process: signalled first, so nothing respawns
+    holds_port: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        info = self.process
+        return {
+            "pid": info.pid,
+            "role": self.role,
+            "top": self.top,
+            "holds_port": self.holds_port,
+            "process": info.name,
+            "user": info.user,
+            "cmdline": list(info.cmdline),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerHint:
+    """A published container port: which proxy holds it, and how to stop the container."""
+
+    proxy: str  # "docker-proxy", "rootlesskit", "rootlessport"...
+    runtime: str  # "docker", "rootless", "podman", "docker-desktop", "orbstack"
+    pid: int | None  # the proxy's pid; None when only its command line was seen
+    container: str | None  # "172.17.0.2:80" from the proxy's flags, when it names one
+    find: str  # "docker ps --filter publish=8080"
+    stop: str  # "docker stop <container>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "proxy": self.proxy,
+            "runtime": self.runtime,
+            "pid": self.pid,
+            "container": self.container,
+            "find": self.find,
+            "stop": self.stop,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class KillPlan:
+    """What `kill` would do to one port, decided before anything is signalled.
+
+    targets: the app tops first, then the rest of each app tree, parents before
+    children (the SIGKILL order). blocked is None when the plan may run; otherwise
+    it is NOT_LISTENING, REFUSED or PERMISSION_DENIED, reasons say why and what to
+    do next, and nothing will be signalled.
+    """
+
+    port: int
+    targets: tuple[KillTarget, ...] = ()
+    framework: str | None = None
+    server: str | None = None
+    blocked: KillStatus | None = None
+    reasons: tuple[str, ...] = ()
+    containers: tuple[ContainerHint, ...] = ()
+
+    @property
+    def tops(self) -> tuple[KillTarget, ...]:
+        return tuple(t for t in self.targets if t.top)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return tuple(t.process.pid for t in self.targets)
+
+
+@dataclass(frozen=True, slots=True)
+class KillStep:
+    """One batch of signals `kill` sent."""
+
+    signal: str  # "SIGTERM", "SIGKILL", or "terminate" (Windows' TerminateProcess)
+    scope: str  # "top": the app tops; "tree": the rest and new holders; "all": tops then rest
+    pids: tuple[int, ...]  # in the order they were signalled
+    at: float  # seconds after the port's kill began
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "scope": self.scope,
+            "pids": list(self.pids),
+            "at": round(self.at, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class KillOutcome:
+    """What happened to one port.
+
+    freed_after is the time from the start of the port's kill to the first scan that
+    found no listener; None when the port was never seen free. survivors are members
+    of the app tree still running at the end although the port is free (they will
+    not be waited for any longer). respawned are processes that began holding the
+    port after the first signal (a master or an outside supervisor restarted them).
+    """
+
+    port: int
+    status: KillStatus
+    message: str  # one line: what happened, or what to do next
+    plan: KillPlan
+    steps: tuple[KillStep, ...] = ()
+    signalled: tuple[int, ...] = ()
+    respawned: tuple[int, ...] = ()
+    survivors: tuple[int, ...] = ()
+    freed_after: float | None = None
+    elapsed: float = 0.0
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return self.status.exit_status
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape documented in the README (one port of `kill --json`)."""
+        plan = self.plan
+        return {
+            "port": self.port,
+            "status": self.status.value,
+            "exit_code": int(self.exit_status),
+            "message": self.message,
+            "framework": plan.framework,
+            "server": plan.server,
+            "targets": [t.to_dict() for t in plan.targets],
+            "reasons": list(plan.reasons),
+            "containers": [c.to_dict() for c in plan.containers],
+            "steps": [s.to_dict() for s in self.steps],
+            "signalled": list(self.signalled),
+            "respawned": list(self.respawned),
+            "survivors": list(self.survivors),
+            "freed_after": None if self.freed_after is None else round(self.freed_after, 4),
+            "elapsed": round(self.elapsed, 4),
         }

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from portinspect.frameworks import member_role
 from portinspect.models import Listener, ProcessInfo
 
 SCHEMA_VERSION = 1
@@ -181,7 +182,7 @@ def _app_section(li: Listener, tree: Mapping[int, ProcessInfo], now: float | Non
     ]
     if tree:
         held = {h.process.pid for h in li.holders}
-        roles = {h.process.pid: h.role or "" for h in li.holders}
+        roles = tree_roles(li, tree)
         lines.append("  app tree:")
         lines.extend(_tree_lines(li.app_pid or primary.pid, tree, roles, held))
     lines.append(
@@ -189,6 +190,16 @@ def _app_section(li: Listener, tree: Mapping[int, ProcessInfo], now: float | Non
         f"(SIGTERM to pid {li.app_pid}, the app's top process, then verifies the port is free)"
     )
     return lines
+
+
+def tree_roles(li: Listener, tree: Mapping[int, ProcessInfo]) -> dict[int, str]:
+    """Roles of every process in an app tree: those the classifier found, then the rest."""
+    roles: dict[int, str] = {}
+    for pid, info in tree.items():
+        role = li.roles.get(pid) or member_role(info, tree)
+        if role:
+            roles[pid] = role
+    return roles
 
 
 def process_dict(info: ProcessInfo) -> dict[str, Any]:
@@ -226,8 +237,8 @@ def apps_json(
         if li.app_pid is None or li.app_pid in seen:
             continue
         seen.add(li.app_pid)
-        roles = {h.process.pid: h.role for h in li.holders}
         tree = trees.get(li.app_pid, {})
+        roles = tree_roles(li, tree)
         apps.append(
             {
                 "app_pid": li.app_pid,
