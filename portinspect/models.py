@@ -313,7 +313,7 @@ class KillStep:
     signal: str  # "SIGTERM", "SIGKILL", or "terminate" (Windows' TerminateProcess)
     scope: str  # "top": the app tops; "tree": the rest and new holders; "all": tops then rest
     pids: tuple[int, ...]  # in the order they were signalled
-    at: float  # seconds after the port's kill began
+    at: float  # seconds since the kill_port() call
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -328,8 +328,8 @@ class KillStep:
 class KillOutcome:
     """What happened to one port.
 
-    freed_after is the time from the start of the port's kill to the first scan that
-    found no listener; None when the port was never seen free. survivors are members
+    freed_after is the time from the kill_port() call to the first check that found
+    no listener; None when the port was never seen free. survivors are members
     of the app tree still running at the end although the port is free (they will
     not be waited for any longer). respawned are processes that began holding the
     port after the first signal (a master or an outside supervisor restarted them).
@@ -344,7 +344,7 @@ class KillOutcome:
     respawned: tuple[int, ...] = ()
     survivors: tuple[int, ...] = ()
     freed_after: float | None = None
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # seconds spent on this port
 
     @property
     def exit_status(self) -> ExitStatus:
