@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from portinspect.api import scan
-from portinspect.waiter import WaitResult, wait_for
 from portinspect.errors import (
     ExitStatus,
     NoFreePortError,
@@ -19,7 +18,20 @@ from portinspect.errors import (
     UsageError,
     WaitTimeoutError,
 )
-from portinspect.models import Family, Holder, Listener, PortRange, ProcessInfo, Proto
+from portinspect.freeport import find_free_ports
+from portinspect.killer import kill_port
+from portinspect.models import (
+    Family,
+    Holder,
+    KillOutcome,
+    KillPlan,
+    KillStatus,
+    Listener,
+    PortRange,
+    ProcessInfo,
+    Proto,
+)
+from portinspect.waiter import WaitResult, wait_for
 
 __version__ = "0.1.0"
 
@@ -27,6 +39,9 @@ __all__ = [
     "ExitStatus",
     "Family",
     "Holder",
+    "KillOutcome",
+    "KillPlan",
+    "KillStatus",
     "Listener",
     "NoFreePortError",
     "NotListeningError",
@@ -40,6 +55,8 @@ __all__ = [
     "WaitResult",
     "WaitTimeoutError",
     "__version__",
+    "find_free_ports",
+    "kill_port",
     "scan",
     "wait_for",
 ]

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from importlib import resources
 
-from portinspect.frameworks import SourceReader, identify_app
+from portinspect.frameworks import AppIdentity, SourceReader, identify_app
 from portinspect.models import Holder, Listener, PortRange, ProcessInfo, Proto, Snapshot, Socket
 
 # IANA's suggested dynamic range (RFC 6335), also Windows' default since Vista and
@@ -138,10 +138,18 @@ def classify_socket(
     snapshot: Snapshot,
     read_source: SourceReader | None = None,
     ephemeral_bounds: tuple[int, int] | None = None,
+    apps: dict[tuple[int, ...], AppIdentity] | None = None,
 ) -> Listener:
+    """apps: identify_app's answers by holders, shared by the sockets of one classify()."""
     processes = snapshot.processes
-    order = _holder_order(sock.pids, processes)
-    app = identify_app(order, processes, snapshot.self_lineage, read_source) if order else None
+    order = tuple(_holder_order(sock.pids, processes))
+    app = None
+    if order:
+        app = apps.get(order) if apps is not None else None
+        if app is None:
+            app = identify_app(order, processes, snapshot.self_lineage, read_source)
+            if apps is not None:
+                apps[order] = app
     roles = app.roles if app else {}
     holders = tuple(Holder(processes[pid], roles.get(pid)) for pid in order)
     user = holders[0].process.user if holders else None
@@ -168,6 +176,13 @@ def classify_socket(
 
 
 def classify(snapshot: Snapshot, read_source: SourceReader | None = None) -> list[Listener]:
-    """Every socket of the snapshot as a Listener, in the snapshot's order."""
+    """Every socket of the snapshot as a Listener, in the snapshot's order.
+
+    The app behind a socket is worked out once per set of holders and each app module is read
+    once: a server with 5000 sockets is one app, and per socket this took 0.6 ms (3 s at 5000
+    listeners, benchmarks/RESULTS.md).
+    """
     bounds = ephemeral_range()
-    return [classify_socket(s, snapshot, read_source, bounds) for s in snapshot.sockets]
+    reader = functools.cache(read_source) if read_source is not None else None
+    apps: dict[tuple[int, ...], AppIdentity] = {}
+    return [classify_socket(s, snapshot, reader, bounds, apps) for s in snapshot.sockets]

@@ -192,10 +192,12 @@ def list_command(
         error = None
         if ports is not None and not listeners:
             status, error = ExitStatus.NOT_LISTENING, f"nothing is listening on port {port}"
+        # Only the output asked for: the table costs 140 ms at 5000 listeners (+50 ms to import
+        # tabulate), the JSON dicts 17 ms.
         return Outcome(
             status,
-            {"listeners": [li.to_dict() for li in listeners]},
-            human=render.list_table(listeners) if error is None else "",
+            {"listeners": [li.to_dict() for li in listeners]} if as_json else {},
+            human=render.list_table(listeners) if error is None and not as_json else "",
             warnings=warnings,
             error=error,
         )
@@ -289,6 +291,153 @@ def wait_command(
         return Outcome(ExitStatus.OK, payload, human=human)
 
     return _run("wait", _output(as_json, quiet), body)
+
+
+@app.command("free")
+def free_command(
+    near: Annotated[
+        str | None,
+        typer.Option(
+            "--near",
+            "-n",
+            metavar="PORT",
+            help="Preferred port, tried first (default: low end of --range, else 15000).",
+        ),
+    ] = None,
+    count: Annotated[
+        str, typer.Option("--count", "-c", metavar="N", help="How many ports, 1-1000.")
+    ] = "1",
+    port_range: Annotated[
+        str | None, typer.Option("--range", "-r", metavar="A-B", help="Search only A-B.")
+    ] = None,
+    udp: Annotated[bool, typer.Option("--udp", help="UDP must be free too (TCP and UDP).")] = False,
+    udp_only: Annotated[bool, typer.Option("--udp-only", help="Check UDP instead of TCP.")] = False,
+    allow_ephemeral: Annotated[
+        bool, typer.Option("--allow-ephemeral", help="Also offer the OS ephemeral range.")
+    ] = False,
+    allow_privileged: Annotated[
+        bool, typer.Option("--allow-privileged", help="Also offer ports below 1024.")
+    ] = False,
+    allow_unsafe: Annotated[
+        bool, typer.Option("--allow-unsafe", help="Also offer ports browsers refuse to load.")
+    ] = False,
+    no_lease: Annotated[
+        bool, typer.Option("--no-lease", help="Do not reserve the ports from other callers.")
+    ] = False,
+    lease_seconds: Annotated[
+        str, typer.Option("--lease-seconds", metavar="S", help="Reserved this long or until bound.")
+    ] = "30",
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say on stderr why each skipped port was skipped.")
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Print the nearest free port(s), one per line; parallel callers get different ones."""
+    from portinspect import freeport
+    from portinspect.portspec import parse_range
+
+    def body() -> Outcome:
+        seconds = freeport.parse_seconds(lease_seconds)
+        skips: list[freeport.Skip] = []
+        try:
+            ports = freeport.find_free_ports(
+                parse_port(near, what="--near") if near is not None else None,
+                freeport.parse_count(count),
+                port_range=parse_range(port_range, what="--range") if port_range else None,
+                tcp=not udp_only,
+                udp=udp or udp_only,
+                allow_ephemeral=allow_ephemeral,
+                allow_privileged=allow_privileged,
+                allow_unsafe=allow_unsafe,
+                lease=not no_lease,
+                lease_seconds=seconds,
+                explain=skips.append if explain else None,
+            )
+        finally:
+            for line in freeport.explain_lines(skips):
+                _say(line)
+        payload: dict[str, Any] = {"ports": ports, "lease_seconds": None if no_lease else seconds}
+        if explain:
+            payload["skipped"] = [skip.to_dict() for skip in skips]
+        return Outcome(ExitStatus.OK, payload, human="\n".join(map(str, ports)))
+
+    return _run("free", _output(as_json, quiet), body)
+
+
+def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:
+    """Each port or range as typed (8000 8000-8010 8000,8080): a range is one request."""
+    from portinspect.portspec import parse_range
+
+    requests: list[tuple[int, int]] = []
+    for spec in specs:
+        parse_port_spec(spec)  # its one-line errors for "", "80x", "9-1"
+        requests += [parse_range(part, what="port") for part in spec.split(",")]
+    return requests
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+@app.command("kill")
+def kill_command(
+    ports: Annotated[list[str], typer.Argument(help="Ports or ranges: 8000 8000-8010 8000,8080.")],
+    timeout: Annotated[
+        float, typer.Option("--timeout", "-t", help="Seconds of graceful exit before SIGKILL.")
+    ] = 5.0,  # killer.DEFAULT_TIMEOUT (tests check they agree)
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Act without asking.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan, signal nothing.")
+    ] = False,
+    signal_name: Annotated[
+        str | None, typer.Option("--signal", "-s", help="Graceful signal instead of TERM.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="SIGKILL the whole app tree at once, top first.")
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Free PORT: stop the app's top process, then its tree, escalating; verify nothing listens."""
+    from portinspect import killer
+    from portinspect.errors import UsageError
+    from portinspect.models import KillPlan
+
+    def body() -> Outcome:
+        requests = _kill_requests(ports)
+        if force and signal_name is not None:
+            raise UsageError("--force sends SIGKILL; it cannot be combined with --signal")
+        signum = killer.parse_signal(signal_name or "TERM")
+        how = killer.describe_ladder(
+            check_seconds(timeout, "timeout"), signum, force=force, windows=killer.WINDOWS
+        )
+
+        def ask(plan: KillPlan) -> bool:
+            sys.stderr.write(killer.format_plan(plan, how) + "\n")
+            try:
+                return typer.confirm(f"Stop them to free port {plan.port}?", err=True)
+            except typer.Abort:
+                raise KeyboardInterrupt from None
+
+        outcomes = killer.kill_port(
+            {port for low, high in requests for port in range(low, high + 1)},
+            timeout=timeout,
+            signal=signum,
+            force=force,
+            dry_run=dry_run,
+            confirm=None if yes or dry_run or not _interactive() else ask,
+            on_step=None if quiet else lambda port, step: _say(killer.format_step(port, step)),
+        )
+        result = killer.report(outcomes, requests)
+        lines = [
+            killer.format_plan(o.plan, how) if dry_run else killer.format_outcome(o)
+            for o in result.outcomes
+        ]
+        payload = {"ports": [o.to_dict() for o in result.outcomes], "dry_run": dry_run}
+        return Outcome(result.status, payload, human="\n".join(lines), error=result.error)
+
+    return _run("kill", _output(as_json, quiet), body)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -16,6 +16,7 @@ dev servers (research/frameworks.md §2-3). They shape this module:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -904,6 +905,9 @@ _WSGI_ONLY = frozenset({"flask", "bottle", "pyramid", "dash"})
 _IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)|import[ \t]+([^#;\n]+))", re.MULTILINE)
 
 
+# Cached: every holder of a 5000-socket load runs the same module, and scanning it costs
+# ~160 us a time. The classifier reads each path once, so a hit is an identity check.
+@functools.lru_cache(maxsize=16)
 def framework_from_source(text: str, asgi: bool | None = None) -> str | None:
     """The web framework a module imports, e.g. "fastapi" for `from fastapi import FastAPI`.
 

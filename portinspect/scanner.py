@@ -1,7 +1,12 @@
 """Facts from the OS: which sockets listen, which processes hold them, and their ancestors.
 
-The facade picks the backend: the fast Linux one (netlink sock_diag + a lean /proc
-walk) where it works, psutil everywhere else. Process details always come from psutil.
+The facade picks the backend: the fast Linux one (netlink sock_diag, a lean /proc walk,
+process details read straight from /proc) where it works, psutil everywhere else, and
+psutil on Linux for what only it does well (process trees, and `kill`'s Process handles).
+
+psutil is imported by the functions that use it, never at module load: `import psutil`
+costs ~23 ms of start-up, more than a whole `list` scan of an idle Linux machine, and
+`free` and `wait` never need it on Linux.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import TypeVar
-
-import psutil
+from typing import TYPE_CHECKING, TypeVar
 
 from portinspect.models import ALL_PROTOS, ProcessInfo, Proto, Snapshot, Socket
+
+if TYPE_CHECKING:
+    import psutil
 
 _T = TypeVar("_T")
 
@@ -52,7 +58,39 @@ def _backend_sockets(
     return _psutil.list_sockets(protos, ports)
 
 
+def listening_ports(
+    protos: Iterable[Proto] = ALL_PROTOS, *, backend: str | None = None
+) -> frozenset[int]:
+    """The ports with a listener on any address, of any user, without looking for the owners.
+
+    `free` needs only this, and skipping the owner walk keeps it to one netlink dump on Linux
+    (~0.1 ms on an idle box) instead of a walk over every process's fds. Same backend choice
+    as collect().
+    """
+    wanted = frozenset(protos)
+    choice = backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
+    if choice in ("auto", "linux") and sys.platform.startswith("linux"):
+        from portinspect import _linux
+
+        try:
+            return frozenset(_linux.listening_port_numbers(wanted))
+        except OSError:
+            if choice == "linux":
+                raise
+    from portinspect import _psutil
+
+    sockets, _hidden = _psutil.list_sockets(wanted)
+    return frozenset(s.port for s in sockets)
+
+
+def _linux_details(backend: str | None) -> bool:
+    choice = backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
+    return choice in ("auto", "linux") and sys.platform.startswith("linux")
+
+
 def _env_markers(proc: psutil.Process) -> dict[str, str]:
+    import psutil
+
     try:
         env = proc.environ()
     except (psutil.Error, OSError):
@@ -62,6 +100,8 @@ def _env_markers(proc: psutil.Process) -> dict[str, str]:
 
 def process_info(proc: psutil.Process) -> ProcessInfo | None:
     """Everything we may read about one process; None if it has gone."""
+    import psutil
+
     try:
         with proc.oneshot():
             ppid = proc.ppid()
@@ -88,24 +128,43 @@ def process_info(proc: psutil.Process) -> ProcessInfo | None:
 
 def _safe(getter: Callable[[], _T]) -> _T | None:
     """A field we may not be allowed to read (cwd of another user) is None, not an error."""
+    import psutil
+
     try:
         return getter()
     except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
         return None
 
 
-def read_processes(pids: Iterable[int]) -> dict[int, ProcessInfo]:
+def _psutil_read(pid: int) -> ProcessInfo | None:
+    import psutil
+
+    try:
+        return process_info(psutil.Process(pid))
+    except psutil.Error:
+        return None
+
+
+def _process_reader(backend: str | None) -> Callable[[int], ProcessInfo | None]:
+    """/proc on Linux (same fields as psutil, ~5x cheaper per process), psutil elsewhere."""
+    if _linux_details(backend):
+        from portinspect import _linux
+
+        with contextlib.suppress(OSError):  # no readable /proc/stat: not a procfs we know
+            return _linux.ProcessReader(ENV_MARKERS).read
+    return _psutil_read
+
+
+def read_processes(pids: Iterable[int], *, backend: str | None = None) -> dict[int, ProcessInfo]:
     """The given processes and all their ancestors, up to init."""
+    read = _process_reader(backend)
     found: dict[int, ProcessInfo] = {}
     todo = sorted(set(pids))
     while todo:
         pid = todo.pop()
         if pid in found or pid <= 0:
             continue
-        try:
-            info = process_info(psutil.Process(pid))
-        except psutil.Error:
-            continue
+        info = read(pid)
         if info is None:
             continue
         found[pid] = info
@@ -114,8 +173,14 @@ def read_processes(pids: Iterable[int]) -> dict[int, ProcessInfo]:
     return found
 
 
-def self_lineage() -> frozenset[int]:
+def self_lineage(*, backend: str | None = None) -> frozenset[int]:
     """portinspect's own pid and every ancestor: the shell, the terminal, the IDE..."""
+    if _linux_details(backend):
+        from portinspect import _linux
+
+        return frozenset(_linux.lineage(os.getpid()))
+    import psutil
+
     lineage = {os.getpid()}
     with contextlib.suppress(psutil.Error):
         lineage.update(p.pid for p in psutil.Process().parents())
@@ -151,13 +216,13 @@ def collect(
     sockets, hidden = _backend_sockets(frozenset(protos), wanted, backend)
     sockets.sort(key=lambda s: (s.port, s.proto.value, s.family.value, s.address))
     holders = {pid for s in sockets for pid in s.pids}
-    processes = read_processes(holders)
+    processes = read_processes(holders, backend=backend)
     live = [s for s in (_without_dead(s, processes) for s in sockets) if s is not None]
     return Snapshot(
         sockets=tuple(live),
         processes=processes,
         owners_hidden=hidden,
-        self_lineage=self_lineage(),
+        self_lineage=self_lineage(backend=backend),
         user_names=_user_names(s.uid for s in live if s.uid is not None),
     )
 
@@ -182,8 +247,15 @@ def read_source(path: str) -> str | None:
         return None
 
 
-def process_tree(root: int) -> dict[int, ProcessInfo]:
+def process_tree(root: int, *, backend: str | None = None) -> dict[int, ProcessInfo]:
     """The root process and all its descendants (the app tree `who` shows and `kill` stops)."""
+    if _linux_details(backend):
+        from portinspect import _linux
+
+        with contextlib.suppress(OSError):  # without CONFIG_PROC_CHILDREN psutil does it
+            return _linux.process_tree(root, ENV_MARKERS)
+    import psutil
+
     try:
         top = psutil.Process(root)
         members = [top, *top.children(recursive=True)]
