@@ -534,8 +534,8 @@ class _Execution:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def run(self, stages: Sequence[_Stage]) -> KillOutcome:
-        start = self.now()
+    def run(self, stages: Sequence[_Stage], start: float) -> KillOutcome:
+        """start: when this port's handling began (before discovery), since the call."""
         for stage in stages:
             began = self.send(stage)
             if self.wait(stage, began):
@@ -835,7 +835,8 @@ def _kill_one(port: int, was_listening: bool, opts: _Options) -> KillOutcome:
         t0=opts.t0,
         on_step=opts.on_step,
     )
-    return execution.run(ladder(opts.timeout, opts.signum, force=opts.force, windows=WINDOWS))
+    stages = ladder(opts.timeout, opts.signum, force=opts.force, windows=WINDOWS)
+    return execution.run(stages, start)
 
 
 def _plan_port(port: int, opts: _Options) -> tuple[KillPlan, _Discovery]:

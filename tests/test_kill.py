@@ -529,7 +529,8 @@ def test_json_shape() -> None:
         "cmdline": [sys.executable, "-c", HOLDER],
     }
     assert port["steps"][0]["signal"] == "SIGTERM" and port["steps"][0]["pids"] == [h.root.pid]
-    assert isinstance(port["freed_after"], float) and port["freed_after"] <= port["elapsed"] + 5
+    # freed_after counts from the call, elapsed is this port's whole handling: one port here.
+    assert 0 < port["freed_after"] <= port["elapsed"] + 0.05
 
 
 def test_force_sigkills_the_tree_top_first() -> None:
