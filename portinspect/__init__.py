@@ -7,33 +7,80 @@
 
 from __future__ import annotations
 
-from portinspect.api import scan
-from portinspect.errors import (
-    ExitStatus,
-    NoFreePortError,
-    NotListeningError,
-    PermissionDeniedError,
-    PortInspectError,
-    StillHeldError,
-    UsageError,
-    WaitTimeoutError,
-)
-from portinspect.freeport import find_free_ports
-from portinspect.killer import kill_port
-from portinspect.models import (
-    Family,
-    Holder,
-    KillOutcome,
-    KillPlan,
-    KillStatus,
-    Listener,
-    PortRange,
-    ProcessInfo,
-    Proto,
-)
-from portinspect.waiter import WaitResult, wait_for
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# The public API is imported on first use (PEP 562): each command of the CLI, and
+# `import portinspect._linux`, load only the modules they need. Importing all of it up
+# front costs psutil, the classifier and the killer to `free` and `list` alike.
+_EXPORTS = {
+    "scan": "api",
+    "find_free_ports": "freeport",
+    "kill_port": "killer",
+    "WaitResult": "waiter",
+    "wait_for": "waiter",
+    "ExitStatus": "errors",
+    "NoFreePortError": "errors",
+    "NotListeningError": "errors",
+    "PermissionDeniedError": "errors",
+    "PortInspectError": "errors",
+    "StillHeldError": "errors",
+    "UsageError": "errors",
+    "WaitTimeoutError": "errors",
+    "Family": "models",
+    "Holder": "models",
+    "KillOutcome": "models",
+    "KillPlan": "models",
+    "KillStatus": "models",
+    "Listener": "models",
+    "PortRange": "models",
+    "ProcessInfo": "models",
+    "Proto": "models",
+}
+
+if TYPE_CHECKING:
+    from portinspect.api import scan
+    from portinspect.errors import (
+        ExitStatus,
+        NoFreePortError,
+        NotListeningError,
+        PermissionDeniedError,
+        PortInspectError,
+        StillHeldError,
+        UsageError,
+        WaitTimeoutError,
+    )
+    from portinspect.freeport import find_free_ports
+    from portinspect.killer import kill_port
+    from portinspect.models import (
+        Family,
+        Holder,
+        KillOutcome,
+        KillPlan,
+        KillStatus,
+        Listener,
+        PortRange,
+        ProcessInfo,
+        Proto,
+    )
+    from portinspect.waiter import WaitResult, wait_for
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'portinspect' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"portinspect.{module}"), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "ExitStatus",

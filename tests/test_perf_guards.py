@@ -1,0 +1,224 @@
+"""Guards for the speed-ups measured in benchmarks/: cheap checks of structure, never timings.
+
+Timings belong in benchmarks/run.py (whole processes, round-robin, medians). Here we only
+check what makes them possible and would silently regress: which modules a command
+imports, that the app behind a socket is worked out once per app and not per socket, that
+the JSON envelope stays on the C encoder, and that the threaded /proc walk finds exactly
+what a single thread finds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from portinspect import classifier, render
+from portinspect.models import Family, ProcessInfo, Proto, Snapshot, Socket
+
+from .support import LOOPBACK4, listening, port_of
+
+LINUX = sys.platform.startswith("linux")
+HEAVY = {"psutil", "tabulate", "rich", "pydantic"}
+
+
+def _modules_after(code: str, tmp_path: Path) -> set[str]:
+    """The modules loaded once `code` has run (or exited) in a fresh interpreter."""
+    out = tmp_path / "modules.txt"
+    harness = (
+        "import sys, atexit\n"
+        "def _dump():\n"
+        f"    with open({str(out)!r}, 'w') as f:\n"
+        "        f.write('\\n'.join(sys.modules))\n"
+        "atexit.register(_dump)\n"
+        f"{code}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTINSPECT_")}
+    subprocess.run(
+        [sys.executable, "-c", harness],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    return {name.split(".")[0] for name in out.read_text().split()}
+
+
+def _cli(*args: str) -> str:
+    return f"from portinspect.cli import main\nmain({list(args)!r})"
+
+
+@pytest.mark.parametrize(
+    ("code", "absent"),
+    [
+        pytest.param("import portinspect", HEAVY | {"typer"}, id="import portinspect"),
+        pytest.param(
+            "from portinspect import scan", HEAVY | {"typer"}, id="from portinspect import"
+        ),
+        pytest.param(
+            "import portinspect._linux", HEAVY | {"typer", "socket", "json"}, id="import _linux"
+        ),
+        pytest.param(
+            "from portinspect import scanner\nscanner.collect()", HEAVY | {"typer"}, id="collect"
+        ),
+        pytest.param(_cli("list", "--json"), {"psutil", "tabulate", "rich"}, id="list --json"),
+        pytest.param(_cli("list"), {"psutil", "rich"}, id="list"),
+        pytest.param(_cli("free", "--near", "8000"), {"psutil", "tabulate", "rich"}, id="free"),
+        pytest.param(_cli("--help"), HEAVY, id="--help"),
+    ],
+)
+@pytest.mark.skipif(not LINUX, reason="the Linux path is the one that avoids psutil")
+def test_commands_import_only_what_they_need(code: str, absent: set[str], tmp_path: Path) -> None:
+    loaded = _modules_after(code, tmp_path)
+    assert "portinspect" in loaded  # the harness ran
+    assert loaded & absent == set()
+
+
+@pytest.mark.skipif(not LINUX, reason="the Linux path is the one that avoids psutil")
+def test_who_needs_neither_psutil_nor_tabulate(tmp_path: Path) -> None:
+    with listening(LOOPBACK4) as sock:
+        loaded = _modules_after(_cli("who", str(port_of(sock))), tmp_path)
+    assert loaded & {"psutil", "tabulate", "rich"} == set()
+
+
+def test_public_names_still_import() -> None:
+    import portinspect
+
+    for name in portinspect.__all__:
+        assert getattr(portinspect, name) is not None, name
+    from portinspect import find_free_ports, kill_port, scan, wait_for
+
+    assert all(callable(f) for f in (scan, find_free_ports, kill_port, wait_for))
+
+
+# --- the classifier: once per app, not once per socket -----------------------------------
+
+
+def _prefork_snapshot(sockets: int) -> Snapshot:
+    master = ProcessInfo(
+        pid=100, ppid=1, name="uvicorn", user="me", cmdline=("uvicorn", "main:app"), cwd="/srv"
+    )
+    worker = ProcessInfo(
+        pid=101, ppid=100, name="uvicorn", user="me", cmdline=("uvicorn", "main:app"), cwd="/srv"
+    )
+    init = ProcessInfo(pid=1, ppid=0, name="init", user="root", cmdline=("/sbin/init",))
+    socks = tuple(
+        Socket(Proto.TCP, Family.IPV4, "127.0.0.1", 20000 + i, uid=0, pids=(100, 101))
+        for i in range(sockets)
+    )
+    return Snapshot(sockets=socks, processes={1: init, 100: master, 101: worker})
+
+
+def test_app_is_identified_once_per_set_of_holders(monkeypatch: pytest.MonkeyPatch) -> None:
+    snapshot = _prefork_snapshot(50)
+    reads: list[str] = []
+
+    def read_source(path: str) -> str | None:
+        reads.append(path)
+        return "from fastapi import FastAPI\napp = FastAPI()\n"
+
+    expected = [classifier.classify_socket(s, snapshot, read_source) for s in snapshot.sockets]
+    calls = []
+    real = classifier.identify_app
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args[0])
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(classifier, "identify_app", counting)
+    reads.clear()
+    listeners = classifier.classify(snapshot, read_source)
+    assert listeners == expected
+    assert listeners[0].framework == "fastapi"
+    assert len(calls) == 1
+    assert len(reads) == len(set(reads))  # each app module read once
+
+
+# --- JSON: one document, on the C encoder ------------------------------------------------
+
+
+def test_envelope_is_the_same_document_with_one_line_per_item() -> None:
+    rows = [
+        {"port": 8000 + i, "cmdline": ["a b", "é", "\n"], "holders": [{"pid": i}]} for i in range(3)
+    ]
+    text = render.envelope("list", 0, {"listeners": rows, "empty": []}, error=None, warnings=["w"])
+    doc = json.loads(text)
+    assert doc == {
+        "schema": render.SCHEMA_VERSION,
+        "command": "list",
+        "ok": True,
+        "exit_code": 0,
+        "listeners": rows,
+        "empty": [],
+        "error": None,
+        "warnings": ["w"],
+    }
+    lines = text.splitlines()
+    for row in rows:  # each listener on a line of its own
+        assert json.dumps(row, ensure_ascii=False) in [line.strip().rstrip(",") for line in lines]
+    assert "é" in text  # not \u00e9
+
+
+# --- the threaded walk finds what one thread finds ----------------------------------------
+
+
+@contextlib.contextmanager
+def _holders(count: int) -> Iterator[list[int]]:
+    """`count` forked children holding every fd we hold, sockets included."""
+    pids = []
+    r, w = os.pipe()
+    try:
+        for _ in range(count):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(w)
+                    os.read(r, 1)
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+        yield pids
+    finally:
+        os.close(w)
+        os.close(r)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux walk")
+@pytest.mark.parametrize("early_exit", [False, True], ids=["full walk", "early exit"])
+def test_threaded_walk_finds_what_one_thread_finds(
+    monkeypatch: pytest.MonkeyPatch, early_exit: bool
+) -> None:
+    from portinspect import _linux
+
+    with listening(LOOPBACK4) as a, listening(LOOPBACK4) as b, _holders(5) as kids:
+        inodes = {os.fstat(a.fileno()).st_ino, os.fstat(b.fileno()).st_ino}
+        monkeypatch.setattr(_linux, "_thread_count", lambda pids: 1)
+        single = _linux._find_holders(inodes, early_exit=early_exit)
+        monkeypatch.setattr(_linux, "_thread_count", lambda pids: 3)
+        threaded = _linux._find_holders(inodes, early_exit=early_exit)
+    everyone = {os.getpid(), *kids}
+    assert single == threaded == dict.fromkeys(inodes, everyone)
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux walk")
+def test_walk_errors_in_a_thread_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portinspect import _linux
+
+    def boom(walk: object, pid: int) -> bool:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(_linux._Walk, "scan", boom)
+    monkeypatch.setattr(_linux, "_thread_count", lambda pids: 2)
+    with pytest.raises(OSError, match="Too many open files"):
+        _linux._find_holders({1}, early_exit=False)
