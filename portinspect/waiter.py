@@ -45,9 +45,12 @@ def check_seconds(value: float, what: str, *, minimum: float = 0.0) -> float:
 
 
 def listening_ports(ports: frozenset[int], protos: frozenset[Proto]) -> frozenset[int]:
-    """Which of `ports` have a listener now, whoever owns it."""
-    snapshot = scanner.collect(ports, protos)
-    return frozenset(s.port for s in snapshot.sockets)
+    """Which of `ports` have a listener now, whoever owns it.
+
+    Owners do not matter to a wait, so no walk over /proc/*/fd: one netlink dump on Linux,
+    10 ms instead of 1.2 s for a full scan on a machine with 175k open fds (kill's numbers).
+    """
+    return ports & scanner.listening_ports(protos)
 
 
 def wait_for(

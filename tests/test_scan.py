@@ -207,3 +207,26 @@ def test_root_sees_a_socket_held_by_another_user(backend: str) -> None:
         li = _only(scan(port, backend=backend), port)
     assert li.user == "nobody"
     assert li.pid is not None
+
+
+def test_macos_without_root_falls_back_to_own_processes_simulated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Simulated macOS: net_connections() raises AccessDenied without root (psutil#1219).
+
+    The psutil backend must fall back to asking each process, still find our own real
+    listener, and report that other owners are hidden.
+    """
+    from portinspect import _psutil
+
+    def denied(kind: str = "inet") -> list[object]:
+        raise psutil.AccessDenied(pid=None)
+
+    monkeypatch.setattr(_psutil.psutil, "net_connections", denied)
+    monkeypatch.setattr(_psutil.sys, "platform", "darwin")
+    with listening(LOOPBACK4) as sock:
+        port = port_of(sock)
+        result = api.scan_result(port, backend="psutil")
+    assert result.owners_hidden is True
+    [li] = result.listeners
+    assert li.pid == os.getpid() and li.port == port
