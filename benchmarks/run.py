@@ -89,6 +89,7 @@ class Command:
     key: str
     argv: list[str]
     label: str
+    env: dict[str, str] | None = None  # None: the common child environment
     times: list[float] = field(default_factory=list)  # ms
     rss: list[int] = field(default_factory=list)  # KiB
     failures: int = 0
@@ -118,12 +119,23 @@ def spawn_timed(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
     return wall, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
 
 
-def commands(scale: str, who_port: int | None, has_free: bool) -> list[Command]:
+def commands(
+    scale: str, who_port: int | None, has_free: bool, before: Path | None, env: dict[str, str]
+) -> list[Command]:
     py = str(PY)
     cmds = [
         Command("list_json", [str(SCRIPT), "list", "--json"], "portinspect list --json"),
         Command("list", [str(SCRIPT), "list"], "portinspect list"),
     ]
+    if before is not None:
+        cmds.append(
+            Command(
+                "before_list_json",
+                [str(SCRIPT), "list", "--json"],
+                f"portinspect list --json, code from {before}",
+                env={**env, "PYTHONPATH": str(before)},
+            )
+        )
     if who_port is not None:
         cmds.append(
             Command("who", [str(SCRIPT), "who", str(who_port)], f"portinspect who {who_port}")
@@ -167,7 +179,7 @@ def measure(cmds: list[Command], rounds: int, env: dict[str, str]) -> None:
     for r in range(rounds + 1):  # round 0 warms the page cache and the dentry cache
         shift = r % len(cmds)
         for cmd in cmds[shift:] + cmds[:shift]:
-            wall, rss, code = spawn_timed(cmd.argv, env)
+            wall, rss, code = spawn_timed(cmd.argv, cmd.env or env)
             if r == 0:
                 continue
             cmd.times.append(wall)
@@ -346,7 +358,7 @@ def render(results: list[ScaleResult], rounds_note: str) -> str:
             cmd = res.get(key)
             row.append(fmt_ms(cmd) if cmd and cmd.times else "-")
         lines.append("| " + " | ".join(row) + " |")
-    facts = ["processes", "open fds", "listeners (TCP+UDP)", "established"]
+    facts = ["processes", "open fds", "listeners (TCP+UDP)", "established", "load average"]
     for fact in facts:
         lines.append(
             f"| _{fact}_ | " + " | ".join(str(r.facts.get(fact, "-")) for r in results) + " |"
@@ -360,6 +372,7 @@ def render(results: list[ScaleResult], rounds_note: str) -> str:
         ("list", "typer_min"),
         ("free", "typer_min"),
         ("who", "list_json"),
+        ("list_json", "before_list_json"),
     ]
     lines += [header.replace("command", "ratio"), "|---|" + "---|" * len(results)]
     for num, den in ratio_rows:
@@ -419,10 +432,13 @@ def has_command(name: str, env: dict[str, str]) -> bool:
     return proc.returncode == 0
 
 
-def run_scale(scale: str, rounds: int, env: dict[str, str], has_free: bool) -> ScaleResult:
+def run_scale(
+    scale: str, rounds: int, env: dict[str, str], has_free: bool, before: Path | None
+) -> ScaleResult:
     started = time.monotonic()
     with load(scale) as state:
         facts: dict[str, object] = {"processes": process_count(), "open fds": open_fds()}
+        facts["load average"] = Path("/proc/loadavg").read_text().split()[0]
         who_port = None
         load_ports: set[int] = set()
         if state is not None:
@@ -437,7 +453,7 @@ def run_scale(scale: str, rounds: int, env: dict[str, str], has_free: bool) -> S
             facts["listeners (TCP+UDP)"] = f"{state['listen']}+{state['udp']}"
             facts["established"] = state["established"]
             facts["who port"] = f"port {who_port}, held by pid {middle['pids'][0]} (middle worker)"
-        cmds = commands(scale, who_port, has_free)
+        cmds = commands(scale, who_port, has_free, before, env)
         check = check_same_as_ss(env, load_ports) if scale != "idle" else None
         measure(cmds, rounds, env)
     elapsed = time.monotonic() - started
@@ -450,6 +466,13 @@ def main() -> int:
     p.add_argument("--scales", default="idle,S,M,L", help="comma-separated: idle,S,M,L")
     p.add_argument("--rounds", type=int, default=None, help="runs per command (default per scale)")
     p.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    p.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="also time `list --json` with the portinspect package found in this directory\n"
+        "(e.g. `git worktree add /tmp/old <commit>`), in the same rounds",
+    )
     args = p.parse_args()
     scales = [s.strip() for s in args.scales.split(",") if s.strip()]
     unknown = [s for s in scales if s not in LOADS]
@@ -470,7 +493,7 @@ def main() -> int:
     results = []
     for scale in scales:
         rounds = args.rounds or ROUNDS[scale]
-        results.append(run_scale(scale, rounds, env, has_free))
+        results.append(run_scale(scale, rounds, env, has_free, args.before))
     counts = ", ".join(f"{r.scale} n={len(r.cmds[0].times)}" for r in results)
     text = render(results, counts)
     print(text)

@@ -274,6 +274,29 @@ def _read(path: str) -> bytes:
     return b"".join(chunks)
 
 
+_SMALL = 1 << 14
+
+
+def _read_small(path: str) -> bytes:
+    """A per-process /proc file (stat, status, cmdline, environ, children).
+
+    These answer a read with all they have, up to the size asked, so a short read is the end
+    and the empty read _read() ends on is one syscall too many (4 per process listed).
+    /proc/net files are different: they answer a page at a time.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _SMALL)
+        if len(data) < _SMALL:
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 17):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 # --- who holds which socket ---------------------------------------------------------------
 
 
@@ -458,7 +481,7 @@ def _can_list_children() -> bool:
 
 def _ppid(pid: int) -> int | None:
     try:
-        stat = _read(f"/proc/{pid}/stat")
+        stat = _read_small(f"/proc/{pid}/stat")
     except _GONE_OR_HIDDEN:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so cut at the last ')'.
@@ -475,7 +498,7 @@ def _children(pid: int) -> list[int]:
     children: list[int] = []
     for tid in tids:
         try:
-            children += map(int, _read(f"/proc/{pid}/task/{tid}/children").split())
+            children += map(int, _read_small(f"/proc/{pid}/task/{tid}/children").split())
         except _GONE_OR_HIDDEN:
             continue
     return children
@@ -555,6 +578,7 @@ class ProcessReader:
 
     def __init__(self, env_keys: Iterable[str] = ()) -> None:
         self.env_keys = tuple(env_keys)
+        self._env_needles = tuple(k.encode() + b"=" for k in self.env_keys)
         self.boot = boot_time()
         self.users: dict[int, str] = {}
 
@@ -570,11 +594,17 @@ class ProcessReader:
             self.users[uid] = name
         return name
 
+    def _environ(self, data: bytes) -> dict[str, str]:
+        # Most processes carry none of the markers: a substring test skips the parse.
+        if not any(needle in data for needle in self._env_needles):
+            return {}
+        return _environ(data, self.env_keys)
+
     def read(self, pid: int) -> ProcessInfo | None:
         """One process; None if it has gone. Fields we may not read are None or empty."""
         base = f"/proc/{pid}/"
         try:
-            stat = _read(base + "stat")
+            stat = _read_small(base + "stat")
         except _GONE:
             return None
         except PermissionError:  # hidepid
@@ -582,14 +612,14 @@ class ProcessReader:
         close = stat.rindex(b")")
         fields = stat[close + 2 :].split()
         try:
-            status = _read(base + "status")
+            status = _read_small(base + "status")
             user: str | None = self._user(int(status.split(b"\nUid:", 1)[1].split(None, 1)[0]))
         except _GONE:
             return None
         except (PermissionError, IndexError):
             user = None
         try:
-            argv = _argv(_read(base + "cmdline"))
+            argv = _argv(_read_small(base + "cmdline"))
         except _GONE:
             return None
         except PermissionError:
@@ -601,7 +631,7 @@ class ProcessReader:
             if full.startswith(name):
                 name = full
         try:
-            env = _environ(_read(base + "environ"), self.env_keys) if self.env_keys else {}
+            env = self._environ(_read_small(base + "environ")) if self.env_keys else {}
         except OSError:
             env = {}  # another user's environment needs root
         return ProcessInfo(
@@ -623,7 +653,7 @@ def lineage(pid: int) -> set[int]:
     current, started = pid, None
     while True:
         try:
-            stat = _read(f"/proc/{current}/stat")
+            stat = _read_small(f"/proc/{current}/stat")
         except OSError:
             break
         fields = stat[stat.rindex(b")") + 2 :].split()

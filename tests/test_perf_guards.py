@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from portinspect import classifier, render
+from portinspect import classifier, frameworks, render
 from portinspect.models import Family, ProcessInfo, Proto, Snapshot, Socket
 
 from .support import LOOPBACK4, listening, port_of
@@ -126,13 +126,13 @@ def test_app_is_identified_once_per_set_of_holders(monkeypatch: pytest.MonkeyPat
 
     expected = [classifier.classify_socket(s, snapshot, read_source) for s in snapshot.sockets]
     calls = []
-    real = classifier.identify_app
+    real = frameworks.identify_app
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(args[0])
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(classifier, "identify_app", counting)
+    monkeypatch.setattr("portinspect.classifier.identify_app", counting)
     reads.clear()
     listeners = classifier.classify(snapshot, read_source)
     assert listeners == expected
