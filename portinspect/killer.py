@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal as _signal
 import sys
 import time
@@ -968,4 +969,5 @@ def format_step(port: int, step: KillStep) -> str:
 def format_outcome(outcome: KillOutcome) -> str:
     text = outcome.message
     prefix = f"port {outcome.port}"
-    return text if text.startswith(prefix) else f"{prefix}: {text}"
+    # Messages that already name the port ("nothing is listening on port 8000") stand alone.
+    return text if re.search(rf"\bport {outcome.port}\b", text) else f"{prefix}: {text}"
