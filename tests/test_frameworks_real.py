@@ -17,6 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from portinspect import scan
+from portinspect.classifier import port_range
 from portinspect.frameworks import identify_app
 from portinspect.models import ProcessInfo
 
@@ -124,6 +126,25 @@ def test_real_server_is_identified(real_server: Server) -> None:
     assert tuple(others) == expected.other_roles, context
     # Every member the walk took in belongs to the server's own tree.
     assert set(app.roles) <= {p.pid for p in real_server.record_tree()}, context
+
+    # The real pipeline (scanner -> classifier) reports the same app as this psutil view,
+    # with every holder, range and exposure, as `portinspect list --json` shows it.
+    [listener] = scan(real_server.port, proto="tcp")
+    assert sorted(h.process.pid for h in listener.holders) == holders, context
+    assert (listener.framework, listener.server, listener.app_pid) == (
+        expected.framework,
+        expected.server,
+        real_server.pid,
+    ), context
+    # The top holder comes first: the master or reloader when it holds the socket too.
+    top_holder = real_server.pid if real_server.recipe.leader_holds else holders[0]
+    assert listener.pid == top_holder, context
+    assert listener.exposed is False and listener.address == servers.HOST
+    assert listener.range is port_range(real_server.port)
+    assert listener.cwd == str(real_server.cwd)
+    assert {h.process.pid: h.role for h in listener.holders} == {
+        pid: role for pid, role in app.roles.items() if pid in holders
+    }, context
 
     # Naive tools see only the one pid psutil names (a worker, the reloader child):
     # the walk still finds the same app.
