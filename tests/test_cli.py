@@ -246,3 +246,17 @@ def test_console_script_who_nothing_listening_exits_3() -> None:
     proc = run_cli("who", str(free_loopback_port()))
     assert proc.returncode == 3
     assert "nothing is listening" in proc.stderr
+
+
+def test_shell_completion_completes_commands() -> None:
+    env = {**os.environ, "_PORTINSPECT_COMPLETE": "complete_bash"}
+    env.update({"COMP_WORDS": "portinspect ki", "COMP_CWORD": "1"})
+    proc = run_cli(env=env)
+    assert proc.returncode == 0
+    assert proc.stdout.split() == ["kill"]
+
+
+def test_show_completion_prints_a_script_for_the_shell() -> None:
+    proc = run_cli("--show-completion", "bash", env={**os.environ, "SHELL": "/bin/bash"})
+    assert proc.returncode == 0
+    assert "_portinspect_completion" in proc.stdout
