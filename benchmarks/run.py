@@ -84,6 +84,17 @@ for row in sorted(rows, key=str):
 """
 
 
+# What `portinspect list --json` does once typer has parsed the command line: the cost of
+# the library and the interpreter alone, to show what the CLI layer adds.
+NO_TYPER = """\
+import sys
+from portinspect import api, render
+result = api.scan_result()
+rows = [li.to_dict() for li in result.listeners]
+sys.stdout.write(render.envelope("list", 0, {"listeners": rows}, error=None, warnings=[]) + "\\n")
+"""
+
+
 @dataclass
 class Command:
     key: str
@@ -138,7 +149,7 @@ def commands(
         )
     if who_port is not None:
         cmds.append(
-            Command("who", [str(SCRIPT), "who", str(who_port)], f"portinspect who {who_port}")
+            Command("who", [str(SCRIPT), "who", str(who_port)], "portinspect who PORT (see below)")
         )
     if has_free:
         cmds.append(
@@ -159,6 +170,7 @@ def commands(
         Command(
             "psutil", [py, "-c", PSUTIL_BASELINE], "python: psutil.net_connections + name/user"
         ),
+        Command("no_typer", [py, "-c", NO_TYPER], "python: list --json's library calls, no typer"),
         Command(
             "typer_min", [py, str(BENCH / "typer_min.py"), "--json"], "minimal typer app, 1 option"
         ),
@@ -358,7 +370,8 @@ def render(results: list[ScaleResult], rounds_note: str) -> str:
             cmd = res.get(key)
             row.append(fmt_ms(cmd) if cmd and cmd.times else "-")
         lines.append("| " + " | ".join(row) + " |")
-    facts = ["processes", "open fds", "listeners (TCP+UDP)", "established", "load average"]
+    facts = ["processes", "open fds", "listeners (TCP+UDP)", "established"]
+    facts.append("load avg (1 min) at start")
     for fact in facts:
         lines.append(
             f"| _{fact}_ | " + " | ".join(str(r.facts.get(fact, "-")) for r in results) + " |"
@@ -373,6 +386,8 @@ def render(results: list[ScaleResult], rounds_note: str) -> str:
         ("free", "typer_min"),
         ("who", "list_json"),
         ("list_json", "before_list_json"),
+        ("no_typer", "ss_ltnp"),
+        ("no_typer", "lsof"),
     ]
     lines += [header.replace("command", "ratio"), "|---|" + "---|" * len(results)]
     for num, den in ratio_rows:
@@ -438,7 +453,7 @@ def run_scale(
     started = time.monotonic()
     with load(scale) as state:
         facts: dict[str, object] = {"processes": process_count(), "open fds": open_fds()}
-        facts["load average"] = Path("/proc/loadavg").read_text().split()[0]
+        facts["load avg (1 min) at start"] = Path("/proc/loadavg").read_text().split()[0]
         who_port = None
         load_ports: set[int] = set()
         if state is not None:

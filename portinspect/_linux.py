@@ -329,6 +329,8 @@ class _Walk:
         self.links = {f"socket:[{inode}]": inode for inode in inodes}
         self.holders: dict[int, set[int]] = {}
         self.scanned: set[int] = set()
+        self.holding: set[int] = set()  # pids holding any wanted socket
+        self.fd_names: set[str] = set()  # the fd numbers they hold them at
 
     def scan(self, pid: int) -> bool:
         """Record which wanted sockets pid holds; True if it holds any."""
@@ -345,16 +347,35 @@ class _Walk:
                 # One comprehension over the fds: the loop is 13 % of the walk in CPython.
                 targets = [os.readlink(name, dir_fd=dir_fd) for name in names]
             except _GONE_OR_HIDDEN:
-                targets = _readlinks(names, dir_fd)  # an fd closed under us, or not ours
+                names, targets = _readlinks(names, dir_fd)  # an fd closed under us, or not ours
         except _GONE_OR_HIDDEN:
             return False  # the process exited while we listed its fds
         finally:
             os.close(dir_fd)
         links = self.links
         found = [links[target] for target in targets if target in links]
+        if not found:
+            return False
         for inode in found:
             self.holders.setdefault(inode, set()).add(pid)
-        return bool(found)
+        self.holding.add(pid)
+        pairs = zip(names, targets, strict=True)
+        self.fd_names.update(name for name, target in pairs if target in links)
+        return True
+
+    def probe(self, pid: int) -> bool:
+        """Whether pid holds a wanted socket at an fd number a known holder uses for one.
+
+        A socket inherited over fork keeps its fd number, so this finds the siblings that got
+        it from a common parent with one readlink each instead of one per open fd.
+        """
+        for name in self.fd_names:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{name}") in self.links:  # noqa: PTH115
+                    return True
+            except _GONE_OR_HIDDEN:
+                continue
+        return False
 
     def complete(self) -> bool:
         return len(self.holders) == len(self.links)
@@ -365,14 +386,16 @@ def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]  # noqa: PTH208
 
 
-def _readlinks(names: list[str], dir_fd: int) -> list[str]:
-    targets = []
+def _readlinks(names: list[str], dir_fd: int) -> tuple[list[str], list[str]]:
+    """The fds we could read, and where they point, one by one."""
+    read, targets = [], []
     for name in names:
         try:
             targets.append(os.readlink(name, dir_fd=dir_fd))
         except _GONE_OR_HIDDEN:
             continue
-    return targets
+        read.append(name)
+    return read, targets
 
 
 # Walk threads: readlink releases the GIL, and the kernel side (~3 us per fd) is 85 % of the
@@ -439,6 +462,9 @@ def _find_holders(inodes: set[int], *, early_exit: bool) -> dict[int, set[int]]:
     return walk.holders
 
 
+_WIDE = 32
+
+
 def _scan_relatives(walk: _Walk) -> None:
     """Find the other holders of sockets we already found one holder for.
 
@@ -449,6 +475,12 @@ def _scan_relatives(walk: _Walk) -> None:
     keep going from every new holder found. A socket passed over SCM_RIGHTS to an unrelated
     process (systemd socket activation hands it over by exec, so that is still a child) is the
     known exception: only a full walk (no port filter) finds such a holder.
+
+    The children of a holder are all walked. Those of an ancestor that does not hold the
+    socket (it forked the holders and closed its copy, or it is a shell) are walked too, up
+    to _WIDE of them; beyond that (a supervisor of a thousand processes) each child is first
+    probed at the fd numbers the holders use, since a socket inherited over fork keeps its
+    number. A sibling that moved the socket to another number after the fork is then missed.
     """
     todo = [pid for pids in walk.holders.values() for pid in pids]
     expanded: set[int] = set()
@@ -457,7 +489,11 @@ def _scan_relatives(walk: _Walk) -> None:
         if pid in expanded:
             return
         expanded.add(pid)
-        for child in _children(pid):
+        children = _children(pid)
+        probe = pid not in walk.holding and len(children) > _WIDE
+        for child in children:
+            if probe and child not in walk.scanned and not walk.probe(child):
+                continue
             if walk.scan(child):
                 todo.append(child)
 

@@ -222,3 +222,73 @@ def test_walk_errors_in_a_thread_reach_the_caller(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(_linux, "_thread_count", lambda pids: 2)
     with pytest.raises(OSError, match="Too many open files"):
         _linux._find_holders({1}, early_exit=False)
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux walk")
+def test_siblings_under_a_wide_non_holding_parent_are_probed_not_walked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A launcher forks 40 children and closes the socket; two children keep it.
+
+    Both keepers are found (as by a full walk), but the other 38 siblings are only probed
+    at the keepers' fd number instead of having all their fds read.
+    """
+    from portinspect import _linux
+
+    wide = _linux._WIDE + 8
+    with listening(LOOPBACK4) as sock:
+        port, inode, fd = port_of(sock), os.fstat(sock.fileno()).st_ino, sock.fileno()
+        ready_r, ready_w = os.pipe()
+        stop_r, stop_w = os.pipe()
+        launcher = os.fork()
+        if launcher == 0:  # forks `wide` children, then drops its own copy of the socket
+            try:
+                os.close(ready_r)
+                os.close(stop_w)
+                kids = []
+                for i in range(wide):
+                    kid = os.fork()
+                    if kid == 0:
+                        try:
+                            if i not in (3, wide - 1):
+                                os.close(fd)
+                            os.close(ready_w)
+                            os.read(stop_r, 1)
+                        finally:
+                            os._exit(0)
+                    kids.append(kid)
+                os.close(fd)
+                os.write(ready_w, b" ".join(str(k).encode() for k in (kids[3], kids[-1])))
+                os.close(ready_w)
+                os.read(stop_r, 1)
+                for kid in kids:
+                    os.waitpid(kid, 0)
+            finally:
+                os._exit(0)
+        os.close(ready_w)
+        os.close(stop_r)
+        try:
+            keepers = {int(p) for p in os.read(ready_r, 100).split()}
+            siblings = set(_linux._children(launcher)) - keepers
+            sock.close()  # now only the two keepers hold it
+            scanned: list[int] = []
+            real_scan = _linux._Walk.scan
+
+            def counting(walk: _linux._Walk, pid: int) -> bool:
+                scanned.append(pid)
+                return real_scan(walk, pid)
+
+            monkeypatch.setattr(_linux._Walk, "scan", counting)
+            early, _ = _linux.list_sockets(frozenset({Proto.TCP}), frozenset({port}))
+            walked = set(scanned)
+            full, _ = _linux.list_sockets(frozenset({Proto.TCP}))
+        finally:
+            os.close(stop_w)
+            os.close(ready_r)
+            os.waitpid(launcher, 0)
+    assert [(s.inode, set(s.pids)) for s in early] == [(inode, keepers)]
+    assert [set(s.pids) for s in full if s.inode == inode] == [keepers]
+    assert len(siblings) == wide - 2
+    # The walk in pid order reads the few siblings forked before the first keeper; the rest
+    # are probed by the relatives check.
+    assert len(walked & siblings) < wide // 2
