@@ -103,6 +103,7 @@ class Command:
     env: dict[str, str] | None = None  # None: the common child environment
     times: list[float] = field(default_factory=list)  # ms
     rss: list[int] = field(default_factory=list)  # KiB
+    ok_codes: tuple[int, ...] = (0,)
     failures: int = 0
 
     def stats(self) -> tuple[float, float, float]:
@@ -164,7 +165,12 @@ def commands(
     lsof = shutil.which("lsof")
     if lsof:
         cmds.append(
-            Command("lsof", [lsof, "-iTCP", "-sTCP:LISTEN", "-nP"], "lsof -iTCP -sTCP:LISTEN -nP")
+            Command(
+                "lsof",
+                [lsof, "-iTCP", "-sTCP:LISTEN", "-nP"],
+                "lsof -iTCP -sTCP:LISTEN -nP",
+                ok_codes=(0, 1),  # 1: nothing matched
+            )
         )
     cmds += [
         Command(
@@ -196,8 +202,7 @@ def measure(cmds: list[Command], rounds: int, env: dict[str, str]) -> None:
                 continue
             cmd.times.append(wall)
             cmd.rss.append(rss)
-            # list and who exit 0; free exits 0; ss and lsof exit 0 (lsof 1 if nothing matches).
-            if code not in (0, 1):
+            if code not in cmd.ok_codes:
                 cmd.failures += 1
 
 
@@ -318,8 +323,8 @@ class ScaleResult:
 
     def ratio(self, num: str, den: str) -> float | None:
         a, b = self.get(num), self.get(den)
-        if a is None or b is None or not a.times or not b.times:
-            return None
+        if a is None or b is None or not a.times or not b.times or a.failures or b.failures:
+            return None  # a failed run's time says nothing
         return statistics.median(a.times) / statistics.median(b.times)
 
 
@@ -344,7 +349,8 @@ def versions() -> str:
 
 def fmt_ms(cmd: Command) -> str:
     med, lo, hi = cmd.stats()
-    return f"**{med:.0f}** [{lo:.0f}..{hi:.0f}]"
+    failed = f" ({cmd.failures} runs FAILED)" if cmd.failures else ""
+    return f"**{med:.0f}** [{lo:.0f}..{hi:.0f}]{failed}"
 
 
 def render(results: list[ScaleResult], rounds_note: str) -> str:
@@ -401,7 +407,10 @@ def render(results: list[ScaleResult], rounds_note: str) -> str:
     for res in results:
         for num, den, limit in GOALS.get(res.scale, []):
             r = res.ratio(num, den)
-            if r is None:
+            failed = [c.label for c in (res.get(num), res.get(den)) if c and c.failures]
+            if failed:
+                verdict = f"no verdict: runs of {', '.join(failed)} failed"
+            elif r is None:
                 verdict = "not measured"
             else:
                 verdict = f"{r:.2f}x, goal <= {limit}x: {'met' if r <= limit else 'NOT met'}"
