@@ -100,7 +100,6 @@ class Command:
     key: str
     argv: list[str]
     label: str
-    env: dict[str, str] | None = None  # None: the common child environment
     times: list[float] = field(default_factory=list)  # ms
     rss: list[int] = field(default_factory=list)  # KiB
     ok_codes: tuple[int, ...] = (0,)
@@ -132,7 +131,7 @@ def spawn_timed(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
 
 
 def commands(
-    scale: str, who_port: int | None, has_free: bool, before: Path | None, env: dict[str, str]
+    scale: str, who_port: int | None, has_free: bool, before: Path | None
 ) -> list[Command]:
     py = str(PY)
     cmds = [
@@ -140,12 +139,16 @@ def commands(
         Command("list", [str(SCRIPT), "list"], "portinspect list"),
     ]
     if before is not None:
+        # Through the old tree's own __main__.py: its console-script entry point may differ.
+        code = (
+            f"import sys; sys.path.insert(0, {str(before)!r}); import runpy; "
+            "runpy.run_module('portinspect', run_name='__main__')"
+        )
         cmds.append(
             Command(
                 "before_list_json",
-                [str(SCRIPT), "list", "--json"],
+                [py, "-c", code, "list", "--json"],
                 f"portinspect list --json, code from {before}",
-                env={**env, "PYTHONPATH": str(before)},
             )
         )
     if who_port is not None:
@@ -197,7 +200,7 @@ def measure(cmds: list[Command], rounds: int, env: dict[str, str]) -> None:
     for r in range(rounds + 1):  # round 0 warms the page cache and the dentry cache
         shift = r % len(cmds)
         for cmd in cmds[shift:] + cmds[:shift]:
-            wall, rss, code = spawn_timed(cmd.argv, cmd.env or env)
+            wall, rss, code = spawn_timed(cmd.argv, env)
             if r == 0:
                 continue
             cmd.times.append(wall)
@@ -419,7 +422,11 @@ def render(results: list[ScaleResult], rounds_note: str) -> str:
         if res.scale == "L" and big and big.rss:
             mb = max(big.rss) / 1024
             ok = "met" if mb < RSS_LIMIT_MB else "NOT met"
-            lines.append(f"- L: portinspect list --json max RSS {mb:.0f} MB, goal < 80 MB: {ok}")
+            med = statistics.median(big.rss) / 1024
+            lines.append(
+                f"- L: portinspect list --json RSS {mb:.0f} MB at most (median {med:.0f} MB), "
+                f"goal < {RSS_LIMIT_MB} MB: {ok}"
+            )
     lines += ["", "Same listeners and owner pids as `ss -Hltunp` (checked in the same run):", ""]
     for res in results:
         if res.check is None:
@@ -477,7 +484,7 @@ def run_scale(
             facts["listeners (TCP+UDP)"] = f"{state['listen']}+{state['udp']}"
             facts["established"] = state["established"]
             facts["who port"] = f"port {who_port}, held by pid {middle['pids'][0]} (middle worker)"
-        cmds = commands(scale, who_port, has_free, before, env)
+        cmds = commands(scale, who_port, has_free, before)
         check = check_same_as_ss(env, load_ports) if scale != "idle" else None
         measure(cmds, rounds, env)
     elapsed = time.monotonic() - started
