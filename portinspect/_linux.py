@@ -562,10 +562,14 @@ def _text(data: bytes) -> str:
 
 
 def _argv(data: bytes) -> tuple[str, ...]:
-    """psutil's cmdline(): NUL-separated, or space-separated after a setproctitle()."""
+    """psutil's cmdline(): NUL-separated, or space-separated after a setproctitle().
+
+    One departure: "\r" stays "\r". psutil's text-mode read turns it into "\n", and the
+    JSON output must carry an argument as the process has it.
+    """
     if not data:
         return ()
-    text = _text(data)
+    text = data.decode(_FS_ENCODING, _FS_ERRORS)
     sep = "\0" if text.endswith("\0") else " "
     if text.endswith(sep):
         text = text[:-1]

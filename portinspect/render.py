@@ -22,6 +22,13 @@ _CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
 # Bidi overrides and isolates reorder what follows them on screen; show them escaped.
 _CONTROL.update({c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
 _CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})  # C1 controls (CSI = 0x9b)
+# The marks that reorder neutral text (ALM, LRM, RLM), and the Unicode line and paragraph
+# separators, which str.splitlines() and some terminals take for a new line.
+_CONTROL.update({c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029)})
+# A byte that was not UTF-8 in a command line or cwd arrives as a lone surrogate
+# (surrogateescape): written raw, 0x9b alone is CSI to a terminal in a legacy encoding.
+_CONTROL.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
+_CONTROL.update({c: f"\\u{c:04x}" for c in (*range(0xD800, 0xDC80), *range(0xDD00, 0xE000))})
 
 
 def clean(text: str | None, width: int | None = None) -> str:

@@ -9,6 +9,7 @@ user) and also compares every process on the machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -37,10 +38,18 @@ def _psutil_view(pid: int) -> ProcessInfo | None:
         return None
 
 
+def _as_psutil_reads_it(info: ProcessInfo | None) -> ProcessInfo | None:
+    """psutil reads cmdline in text mode ("\r" becomes "\n"); our reader keeps "\r"."""
+    if info is None or not any("\r" in arg for arg in info.cmdline):
+        return info
+    argv = tuple(arg.replace("\r\n", "\n").replace("\r", "\n") for arg in info.cmdline)
+    return dataclasses.replace(info, cmdline=argv)
+
+
 def _same(pid: int) -> tuple[ProcessInfo | None, ProcessInfo | None]:
     ours = _linux.ProcessReader(scanner.ENV_MARKERS).read(pid)
     theirs = _psutil_view(pid)
-    return ours, theirs
+    return _as_psutil_reads_it(ours), theirs
 
 
 def _assert_same(pid: int) -> ProcessInfo:
@@ -125,17 +134,19 @@ def test_setproctitle_titles_read_like_psutil() -> None:
 
 
 def test_arguments_with_carriage_returns_and_spaces() -> None:
-    # psutil reads cmdline in text mode: "\r" becomes "\n". Kept on purpose.
+    # psutil reads cmdline in text mode: "\r" becomes "\n". Ours keeps the argument as it is.
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", "a b", "c\rd", "é"]
     )
     try:
         wait_until(lambda: len(psutil.Process(proc.pid).cmdline()) == 6, what="the child's argv")
-        info = _assert_same(proc.pid)
+        _assert_same(proc.pid)
+        info = _linux.ProcessReader().read(proc.pid)
     finally:
         proc.kill()
         proc.wait()
-    assert info.cmdline[-3:] == ("a b", "c\nd", "é")
+    assert info is not None
+    assert info.cmdline[-3:] == ("a b", "c\rd", "é")
 
 
 def test_deleted_working_directory() -> None:
@@ -243,7 +254,7 @@ def test_a_stopped_process_is_still_read() -> None:
         # setproctitle without NUL padding: the whole title is one space-separated string
         (b"gunicorn: master [app:app]", ("gunicorn:", "master", "[app:app]")),
         (b"gunicorn: worker [app:app]\0", ("gunicorn:", "worker", "[app:app]")),
-        (b"a\r\nb\0c\rd\0", ("a\nb", "c\nd")),
+        (b"a\r\nb\0c\rd\0", ("a\r\nb", "c\rd")),  # not psutil's "\n": kept as they are
         (b"caf\xc3\xa9\0\xff\0", ("café", "\udcff")),
     ],
 )
