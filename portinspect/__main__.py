@@ -1,3 +1,3 @@
-from portinspect.cli import main
+from portinspect._entry import main
 
 main()

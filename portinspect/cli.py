@@ -7,17 +7,21 @@ errors on stderr, one line per error, and the exit codes of errors.ExitStatus.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import re
 import sys
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from portinspect import __version__, api, render
+from portinspect import __version__, _interrupts, api, render
 from portinspect.errors import (
     ExitStatus,
     NotListeningError,
@@ -25,12 +29,12 @@ from portinspect.errors import (
     PortInspectError,
     WaitTimeoutError,
 )
-from portinspect.portspec import parse_port, parse_port_spec, parse_port_specs
+from portinspect.portspec import check_proto, parse_port, parse_port_spec, parse_port_specs
 from portinspect.waiter import (
     DEFAULT_INTERVAL,
     DEFAULT_TIMEOUT,
     MIN_INTERVAL,
-    check_seconds,
+    parse_seconds,
     wait_for,
 )
 
@@ -57,6 +61,10 @@ class Outcome:
     human: str = ""
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # stderr lines even with --quiet (--explain)
+    # Run when the result never reached the reader (Ctrl-C or a closed stdout while it was
+    # printed): `free` gives back the leases of ports nobody was told about.
+    undo: Callable[[], None] | None = None
 
 
 @dataclass
@@ -67,10 +75,61 @@ class Output:
 
 
 def _say(text: str) -> None:
-    sys.stderr.write(f"portinspect: {text}\n")
+    # A reader of stderr that went away (`kill 8000 2>&1 | head -1`) must not stop a command
+    # half-way: kill goes on escalating, and its result still goes to stdout.
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"portinspect: {text}\n")
+
+
+# In JSON strings these go out as \uXXXX escapes, which every parser reads back as the same
+# text (JSON itself escapes only C0): DEL and the C1 controls (a terminal may take U+009B for
+# CSI), bidi controls, Unicode line separators, and lone surrogates (the bytes of a command
+# line that is not UTF-8, which would make the document invalid UTF-8 or stop the write).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # JSON spells these as a UTF-16 surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def _write(text: str, *, as_json: bool) -> None:
+    """One write to stdout that a hostile process title cannot break or turn into escapes."""
+    if as_json and (not text.isascii() or "\x7f" in text):
+        text = _JSON_UNSAFE.sub(_json_escape, text)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        data = f"{text}\n".encode(encoding, getattr(sys.stdout, "errors", None) or "strict")
+    except UnicodeEncodeError:  # stdout is not UTF-8 (LANG=en_US.ISO-8859-1...)
+        if as_json:
+            text = _NON_ASCII.sub(_json_escape, text)
+        data = f"{text}\n".encode(encoding, "backslashreplace")
+    sys.stdout.flush()  # whatever was written through the text layer goes first
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        sys.stdout.write(data.decode(encoding))
+        sys.stdout.flush()
+        return
+    # With PYTHONUNBUFFERED (common in containers) sys.stdout writes through to the raw
+    # file, and a short write() is dropped without a word: a reader that goes away mid-way
+    # (`| head -1`) would get exit 0 and a truncated document. So: every byte, or EPIPE.
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        if written is None:  # a non-blocking stdout that is full
+            time.sleep(0.001)
+            continue
+        view = view[written:]
+    out.flush()
 
 
 def _emit(command: str, out: Output, outcome: Outcome) -> int:
+    for note in outcome.notes:
+        _say(note)
     if not out.quiet:
         for warning in outcome.warnings:
             _say(f"warning: {warning}")
@@ -85,11 +144,18 @@ def _emit(command: str, out: Output, outcome: Outcome) -> int:
             error=error,
             warnings=outcome.warnings,
         )
-        sys.stdout.write(doc + "\n")
+        _write(doc, as_json=True)
     elif outcome.human:
-        sys.stdout.write(outcome.human + "\n")
-    sys.stdout.flush()
+        _write(outcome.human, as_json=False)
     return int(outcome.status)
+
+
+def _unexpected(exc: BaseException, debug: bool) -> str:
+    if debug:
+        traceback.print_exception(exc)
+    message = render.clean(" ".join(str(exc).split()), 400) or type(exc).__name__
+    hint = "" if debug else " (run with --debug for the traceback)"
+    return f"unexpected error: {message}{hint}"
 
 
 def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
@@ -101,32 +167,83 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
     except KeyboardInterrupt:
         outcome = Outcome(ExitStatus.INTERRUPTED, {}, error="interrupted")
     except Exception as exc:
-        if out.debug:
-            traceback.print_exc()
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        hint = "" if out.debug else " (run with --debug for the traceback)"
-        outcome = Outcome(ExitStatus.ERROR, {}, error=f"unexpected error: {message}{hint}")
-    return _emit(command, out, outcome)
+        outcome = Outcome(ExitStatus.ERROR, {}, error=_unexpected(exc, out.debug))
+    try:
+        return _emit(command, out, outcome)
+    except BaseException as exc:
+        if outcome.undo is not None:
+            with _interrupts.held():
+                outcome.undo()
+        if not isinstance(exc, KeyboardInterrupt):
+            raise  # a closed stdout: the entry point ends the process as SIGPIPE would
+        # Part of the output may be out already: no second JSON document after it.
+        _say("interrupted")
+        return ExitStatus.INTERRUPTED
+
+
+class _Interrupted(Exception):
+    """Ctrl-C outside a command's body, carried past typer (which would exit 130 silently)."""
+
+
+class _StdoutClosed(Exception):
+    """stdout's reader went away, carried past typer (which would exit 1)."""
+
+
+@contextlib.contextmanager
+def _past_typer() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise _Interrupted from exc
+    except BrokenPipeError as exc:
+        raise _StdoutClosed from exc
 
 
 class _OneLineErrors(TyperGroup):
-    """Usage errors as one line and exit 2; the command's return value is the exit code."""
+    """Every failure outside a command's body (parsing, option callbacks, typer itself) as
+    one line on stderr, and with --json one JSON document on stdout; usage errors exit 2.
+    The command's return value is the exit code."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _past_typer():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _past_typer():
+            return super().invoke(ctx)
 
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        given = kwargs.get("args", args[0] if args else None)
+        argv = [str(a) for a in (sys.argv[1:] if given is None else given)]
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
         except _ClickUsageError as exc:
             message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-            _say(" ".join(message.split()) + " (see --help)")
-            code = ExitStatus.USAGE
+            code = self._fail(argv, ExitStatus.USAGE, f"{message} (see --help)")
         except _ClickException as exc:
-            _say(" ".join(str(exc).split()))
-            code = getattr(exc, "exit_code", ExitStatus.ERROR)
-        except (typer.Abort, KeyboardInterrupt, EOFError):
-            _say("interrupted")
-            code = ExitStatus.INTERRUPTED
+            status = getattr(exc, "exit_code", ExitStatus.ERROR)
+            code = self._fail(argv, status, str(exc))
+        except PortInspectError as exc:
+            code = self._fail(argv, exc.exit_status, str(exc))
+        except (_Interrupted, typer.Abort, KeyboardInterrupt, EOFError):
+            code = self._fail(argv, ExitStatus.INTERRUPTED, "interrupted")
+        except _StdoutClosed as exc:
+            raise BrokenPipeError from exc  # for the entry point
+        except Exception as exc:
+            debug = _state.debug or "--debug" in argv or _debug_from_env()
+            code = self._fail(argv, ExitStatus.ERROR, _unexpected(exc, debug))
         sys.exit(code if isinstance(code, int) else 0)
+
+    def _fail(self, argv: Sequence[str], status: int, message: str) -> int:
+        text = render.clean(" ".join(message.split()))
+        _say(text)
+        if "--json" in argv:
+            command = next((a for a in argv if a in self.commands), None)
+            doc = render.envelope(command or "", status, {}, error={"message": text}, warnings=[])
+            with contextlib.suppress(OSError):
+                _write(doc, as_json=True)
+        return status
 
 
 app = typer.Typer(
@@ -147,8 +264,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on st
 
 def _version(value: bool) -> None:
     if value:
-        sys.stdout.write(f"portinspect {__version__}\n")
+        _write(f"portinspect {__version__}", as_json=False)
         raise typer.Exit(0)
+
+
+def _debug_from_env() -> bool:
+    return os.environ.get("PORTINSPECT_DEBUG", "") not in ("", "0")
 
 
 @app.callback()
@@ -161,7 +282,7 @@ def _global(
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
-    _state.debug = debug or os.environ.get("PORTINSPECT_DEBUG", "") not in ("", "0")
+    _state.debug = debug or _debug_from_env()
 
 
 def _output(as_json: bool, quiet: bool) -> Output:
@@ -190,8 +311,9 @@ def list_command(
         warnings = [_hidden_owners_warning()] if result.owners_hidden else []
         status = ExitStatus.OK
         error = None
-        if ports is not None and not listeners:
-            status, error = ExitStatus.NOT_LISTENING, f"nothing is listening on port {port}"
+        if port is not None and not listeners:
+            shown = ",".join(part.strip(" \t") for part in port.split(","))  # parsed: digits, -
+            status, error = ExitStatus.NOT_LISTENING, f"nothing is listening on port {shown}"
         # Only the output asked for: the table costs 140 ms at 5000 listeners (+50 ms to import
         # tabulate), the JSON dicts 17 ms.
         return Outcome(
@@ -241,14 +363,17 @@ def who_command(
 def wait_command(
     ports: Annotated[list[str], typer.Argument(help="Ports or ranges: 8000 9000-9002.")],
     timeout: Annotated[
-        float, typer.Option("--timeout", "-t", help="Give up after SECONDS (exit 124).")
-    ] = DEFAULT_TIMEOUT,
+        str,
+        typer.Option(
+            "--timeout", "-t", metavar="SECONDS", help="Give up after SECONDS (exit 124)."
+        ),
+    ] = f"{DEFAULT_TIMEOUT:g}",
     free: Annotated[
         bool, typer.Option("--free", help="Wait until nothing listens instead.")
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between polls.")
-    ] = DEFAULT_INTERVAL,
+        str, typer.Option("--interval", metavar="SECONDS", help="Seconds between polls.")
+    ] = f"{DEFAULT_INTERVAL:g}",
     proto: Annotated[str | None, typer.Option("--proto", help="tcp or udp.")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -257,16 +382,18 @@ def wait_command(
     condition = "free" if free else "listening"
 
     def body() -> Outcome:
+        # Every argument is checked before the "waiting" line: bad input is one line.
         wanted = parse_port_specs(ports)
-        check_seconds(timeout, "timeout")  # refuse bad input before saying we wait
-        check_seconds(interval, "interval", minimum=MIN_INTERVAL)
+        seconds = parse_seconds(timeout, "--timeout")
+        pause = parse_seconds(interval, "--interval", minimum=MIN_INTERVAL)
+        check_proto(proto)
         if not quiet:
             shown = (
                 ", ".join(map(str, sorted(wanted))) if len(wanted) <= 8 else f"{len(wanted)} ports"
             )
-            _say(f"waiting up to {timeout:g}s for port {shown} to be {condition}")
+            _say(f"waiting up to {seconds:g}s for port {shown} to be {condition}")
         try:
-            result = wait_for(wanted, free=free, timeout=timeout, interval=interval, proto=proto)
+            result = wait_for(wanted, free=free, timeout=seconds, interval=pause, proto=proto)
         except WaitTimeoutError as exc:
             payload = {
                 "ports": sorted(wanted),
@@ -344,7 +471,7 @@ def free_command(
             ports = freeport.find_free_ports(
                 parse_port(near, what="--near") if near is not None else None,
                 freeport.parse_count(count),
-                port_range=parse_range(port_range, what="--range") if port_range else None,
+                port_range=None if port_range is None else parse_range(port_range, what="--range"),
                 tcp=not udp_only,
                 udp=udp or udp_only,
                 allow_ephemeral=allow_ephemeral,
@@ -354,13 +481,23 @@ def free_command(
                 lease_seconds=seconds,
                 explain=skips.append if explain else None,
             )
-        finally:
-            for line in freeport.explain_lines(skips):
-                _say(line)
-        payload: dict[str, Any] = {"ports": ports, "lease_seconds": None if no_lease else seconds}
-        if explain:
-            payload["skipped"] = [skip.to_dict() for skip in skips]
-        return Outcome(ExitStatus.OK, payload, human="\n".join(map(str, ports)))
+        except PortInspectError as exc:  # find_free_ports kept no lease
+            return Outcome(exc.exit_status, {}, error=str(exc), notes=freeport.explain_lines(skips))
+        # The ports are leased: until they are printed, a failure gives them back.
+        give_back = None if no_lease else functools.partial(freeport.release_leases, ports)
+        try:
+            lease = None if no_lease else seconds
+            payload: dict[str, Any] = {"ports": ports, "lease_seconds": lease}
+            if explain:
+                payload["skipped"] = [skip.to_dict() for skip in skips]
+            notes = freeport.explain_lines(skips)
+        except BaseException:
+            if give_back is not None:
+                with _interrupts.held():
+                    give_back()
+            raise
+        human = "\n".join(map(str, ports))
+        return Outcome(ExitStatus.OK, payload, human=human, notes=notes, undo=give_back)
 
     return _run("free", _output(as_json, quiet), body)
 
@@ -384,8 +521,14 @@ def _interactive() -> bool:
 def kill_command(
     ports: Annotated[list[str], typer.Argument(help="Ports or ranges: 8000 8000-8010 8000,8080.")],
     timeout: Annotated[
-        float, typer.Option("--timeout", "-t", help="Seconds of graceful exit before SIGKILL.")
-    ] = 5.0,  # killer.DEFAULT_TIMEOUT (tests check they agree)
+        str,
+        typer.Option(
+            "--timeout",
+            "-t",
+            metavar="SECONDS",
+            help="Seconds of graceful exit before SIGKILL.",
+        ),
+    ] = "5",  # killer.DEFAULT_TIMEOUT (tests check they agree)
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Act without asking.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan, signal nothing.")
@@ -408,10 +551,9 @@ def kill_command(
         requests = _kill_requests(ports)
         if force and signal_name is not None:
             raise UsageError("--force sends SIGKILL; it cannot be combined with --signal")
-        signum = killer.parse_signal(signal_name or "TERM")
-        how = killer.describe_ladder(
-            check_seconds(timeout, "timeout"), signum, force=force, windows=killer.WINDOWS
-        )
+        signum = killer.parse_signal("TERM" if signal_name is None else signal_name)
+        seconds = parse_seconds(timeout, "--timeout")
+        how = killer.describe_ladder(seconds, signum, force=force, windows=killer.WINDOWS)
 
         def ask(plan: KillPlan) -> bool:
             sys.stderr.write(killer.format_plan(plan, how) + "\n")
@@ -420,21 +562,32 @@ def kill_command(
             except typer.Abort:
                 raise KeyboardInterrupt from None
 
-        outcomes = killer.kill_port(
-            {port for low, high in requests for port in range(low, high + 1)},
-            timeout=timeout,
-            signal=signum,
-            force=force,
-            dry_run=dry_run,
-            confirm=None if yes or dry_run or not _interactive() else ask,
-            on_step=None if quiet else lambda port, step: _say(killer.format_step(port, step)),
-        )
+        interrupted: killer.KillInterrupted | None = None
+        try:
+            outcomes = killer.kill_port(
+                {port for low, high in requests for port in range(low, high + 1)},
+                timeout=seconds,
+                signal=signum,
+                force=force,
+                dry_run=dry_run,
+                confirm=None if yes or dry_run or not _interactive() else ask,
+                on_step=None if quiet else lambda port, step: _say(killer.format_step(port, step)),
+            )
+        except killer.KillInterrupted as exc:  # Ctrl-C: say what was sent, then stop
+            interrupted, outcomes = exc, list(exc.outcomes)
         result = killer.report(outcomes, requests)
         lines = [
             killer.format_plan(o.plan, how) if dry_run else killer.format_outcome(o)
             for o in result.outcomes
         ]
         payload = {"ports": [o.to_dict() for o in result.outcomes], "dry_run": dry_run}
+        if interrupted is not None:
+            return Outcome(
+                ExitStatus.INTERRUPTED,
+                payload,
+                human="\n".join(lines),
+                error=killer.interrupted_message(interrupted),
+            )
         return Outcome(result.status, payload, human="\n".join(lines), error=result.error)
 
     return _run("kill", _output(as_json, quiet), body)

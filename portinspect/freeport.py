@@ -37,10 +37,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from portinspect import api, classifier, scanner
+from portinspect import _interrupts, api, classifier, scanner
 from portinspect.errors import NoFreePortError, PortInspectError, UsageError
 from portinspect.models import Listener, Proto
 from portinspect.portspec import MAX_PORT, MIN_PORT
+from portinspect.waiter import SECONDS
 
 # Without --near: above the dev servers' favourites (3000, 5000, 8000, 8080, 8888) so the port a
 # tool hands out is not the one the user's own `runserver` wants next, and below every OS's
@@ -381,6 +382,12 @@ class LeaseStore:
 
     def _publish(self, lease: Lease) -> bool:
         """Create `<port>.lease` with its full content in one step; False if it exists."""
+        # Microseconds, with Ctrl-C held: an interrupt between creating the temp file and
+        # the try below would leave the file behind.
+        with _interrupts.held():
+            return self._publish_now(lease)
+
+    def _publish_now(self, lease: Lease) -> bool:
         tmp = self.directory / f".{lease.port}.{lease.token}{_TMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
         try:
@@ -578,19 +585,22 @@ def _check_seconds(seconds: float) -> None:
 
 def parse_count(text: str) -> int:
     """--count: a whole number from 1 to MAX_COUNT."""
-    stripped = text.strip()
-    if not (stripped.isascii() and stripped.isdigit()) or not 1 <= int(stripped) <= MAX_COUNT:
+    stripped = text.strip(" \t")
+    # Length first: int() refuses more than 4300 digits with a ValueError of its own.
+    if (
+        not (stripped.isascii() and stripped.isdigit())
+        or len(stripped) > 4
+        or not 1 <= int(stripped) <= MAX_COUNT
+    ):
         raise UsageError(f"invalid --count {text[:20]!r}: expected a number from 1 to {MAX_COUNT}")
     return int(stripped)
 
 
 def parse_seconds(text: str) -> float:
     """--lease-seconds: a positive number of seconds, at most a day (fractions allowed)."""
-    try:
-        seconds = float(text.strip()) if text.strip().isascii() else float("nan")
-    except ValueError:
-        seconds = float("nan")
-    if not 0 < seconds <= MAX_LEASE_SECONDS:  # also false for nan and inf
+    stripped = text.strip(" \t")
+    seconds = float(stripped) if SECONDS.fullmatch(stripped) else float("nan")
+    if not 0 < seconds <= MAX_LEASE_SECONDS:  # also false for nan
         raise UsageError(f"invalid --lease-seconds {text[:20]!r}: expected 0 < seconds <= 86400")
     return seconds
 
@@ -718,7 +728,8 @@ class _Search:
 
     def _give_back(self) -> None:
         if self.store is not None:
-            self.store.release(self.leases)
+            with _interrupts.held():  # a second Ctrl-C must not leave half of them behind
+                self.store.release(self.leases)
 
     def _skip(self, port: int) -> Skip | None:
         policy_skip = self.policy.skip(port)

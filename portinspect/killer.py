@@ -32,7 +32,7 @@ from pathlib import PurePath
 
 import psutil
 
-from portinspect import api, frameworks, render, scanner
+from portinspect import _interrupts, api, frameworks, render, scanner
 from portinspect.errors import ExitStatus, UsageError
 from portinspect.models import (
     ContainerHint,
@@ -67,8 +67,9 @@ KILL_WAIT = 3.0
 POLL = 0.02
 FIRST_POLL = 0.002
 # A holder's start time read by the scan and again by psutil is the same number; a
-# different one means the pid was reused between the two reads.
-_SAME_START = 0.01
+# different one means the pid was reused between the two reads. Under half a clock tick
+# (10 ms on Linux), so a process started one tick later is not taken for the first.
+_SAME_START = 0.005
 
 _SIGKILL = int(getattr(_signal, "SIGKILL", 9))
 _TCP = frozenset({Proto.TCP})
@@ -91,7 +92,7 @@ def parse_signal(value: str | int) -> int:
             raise UsageError(f"unknown signal {value!r}") from None
     if not isinstance(value, str):
         raise UsageError(f"unknown signal {value!r}: expected a name such as TERM or INT")
-    text = value.strip().upper()
+    text = value.strip(" \t").upper()
     if text.isascii() and text.isdigit() and len(text) <= 3:
         return parse_signal(int(text))
     name = text if text.startswith("SIG") else f"SIG{text}"
@@ -537,13 +538,16 @@ class _Execution:
 
     def run(self, stages: Sequence[_Stage], start: float) -> KillOutcome:
         """start: when this port's handling began (before discovery), since the call."""
-        for stage in stages:
-            began = self.send(stage)
-            if self.wait(stage, began):
-                break
-        if self.freed_after is not None:
-            self.settle()
-        return self.outcome(start)
+        try:
+            for stage in stages:
+                began = self.send(stage)
+                if self.wait(stage, began):
+                    break
+            if self.freed_after is not None:
+                self.settle()
+            return self.outcome(start)
+        except KeyboardInterrupt:
+            raise _PortInterrupted(self.interrupted(start)) from None
 
     # -- signalling ----------------------------------------------------------------------
 
@@ -554,15 +558,20 @@ class _Execution:
             self.adopt_descendants()  # before any top dies: orphans leave the tree
             done = set(self.signalled) if stage.scope == "tree" else set()
             procs = [self.handles[pid] for pid in self.order if pid not in done]
-        sent = [proc.pid for proc in procs if alive(proc) and self.signal(proc, stage.signal)]
-        began = self.now()
-        if self.first_signal is None:
-            self.first_signal = began
-        if sent:
-            step = KillStep(signal_name(stage.signal), stage.scope, tuple(sent), began)
-            self.steps.append(step)
-            if self.on_step is not None:
-                self.on_step(self.port, step)
+        # A batch goes out whole or not at all: a Ctrl-C between a top's SIGKILL and its
+        # workers' would leave orphans serving the port. Its step is recorded before the
+        # interrupt is raised, so the report names every signal sent.
+        step = None
+        with _interrupts.held():
+            sent = [p.pid for p in procs if alive(p) and self.signal(p, stage.signal)]
+            began = self.now()
+            if self.first_signal is None:
+                self.first_signal = began
+            if sent:
+                step = KillStep(signal_name(stage.signal), stage.scope, tuple(sent), began)
+                self.steps.append(step)
+        if step is not None and self.on_step is not None:
+            self.on_step(self.port, step)
         return began
 
     def signal(self, proc: psutil.Process, signum: int | None) -> bool:
@@ -585,7 +594,9 @@ class _Execution:
     def adopt_descendants(self) -> None:
         """Children the app started since discovery: a respawned worker, a new child."""
         for root in list(self.roots):
-            if not alive(root):
+            # Never down from init or our own lineage, whatever the plan says: their
+            # descendants are every process on the machine, and this shell's siblings.
+            if root.pid <= 1 or root.pid in self.lineage or not alive(root):
                 continue
             try:
                 children = root.children(recursive=True)  # psutil checks start times
@@ -695,6 +706,29 @@ class _Execution:
             elapsed=self.now() - start,
         )
 
+    def interrupted(self, start: float) -> KillOutcome:
+        """Ctrl-C: nothing more is sent. What was sent, and whether the port is free now."""
+        with _interrupts.held(), contextlib.suppress(Exception):
+            self.poll()  # one socket-table read: free or still held, for the report
+        state = "the port is free" if self.free else "the port is still held"
+        sent = [f"{s.signal} to {self._named(s.pids)} at {s.at:.2f}s" for s in self.steps]
+        if sent:
+            what = f"interrupted after {'; '.join(sent)}; nothing more was sent"
+        else:
+            what = "interrupted before anything was signalled"
+        return KillOutcome(
+            port=self.port,
+            status=KillStatus.INTERRUPTED,
+            message=f"port {self.port}: {what}; {state}",
+            plan=self.plan,
+            steps=tuple(self.steps),
+            signalled=tuple(self.signalled),
+            respawned=tuple(self.respawned),
+            survivors=tuple(pid for pid, proc in self.handles.items() if alive(proc)),
+            freed_after=self.freed_after,
+            elapsed=self.now() - start,
+        )
+
     def freed_message(self, survivors: Sequence[int]) -> str:
         took = f"{self.freed_after:.2f}s" if self.freed_after is not None else "?"
         sent = [f"{s.signal} to {self._named(s.pids)} at {s.at:.2f}s" for s in self.steps]
@@ -788,6 +822,9 @@ def kill_port(
     protected processes (pid 1, sshd, dockerd...), a container's proxy, or another
     user's process when not root. On Windows every step is TerminateProcess (no graceful
     signal exists): tops first, then the tree, then a re-scan; `signal` is ignored.
+
+    Ctrl-C stops the escalation: KillInterrupted (a KeyboardInterrupt) carries the outcomes
+    so far, the interrupted port's with the signals it had been sent.
     """
     wanted = check_ports(port_or_ports)
     if not wanted:
@@ -805,27 +842,78 @@ def kill_port(
         privileged=privileged,
         t0=time.monotonic(),
     )
-    listening = port_sockets(wanted)
-    return [_kill_one(port, port in listening, opts) for port in sorted(wanted)]
+    ports = sorted(wanted)
+    outcomes: list[KillOutcome] = []
+    try:
+        listening = port_sockets(wanted)
+        for port in ports:
+            outcomes.append(_kill_one(port, port in listening, opts))
+    except _PortInterrupted as exc:
+        outcomes.append(exc.outcome)
+        raise KillInterrupted(outcomes, ports[len(outcomes) :]) from None
+    except KeyboardInterrupt:  # between two ports: nothing of either is half done
+        raise KillInterrupted(outcomes, ports[len(outcomes) :]) from None
+    return outcomes
+
+
+class KillInterrupted(KeyboardInterrupt):
+    """Ctrl-C during kill_port(): no signal is sent after it, and nothing is undone.
+
+    A SIGTERM already sent stays sent (the app may be shutting down; Ctrl-C means "stop
+    escalating", not "restart it"), and a batch of signals being sent when Ctrl-C came was
+    finished first. outcomes: one per port handled, the interrupted one last with status
+    INTERRUPTED, the signals it had sent and whether its port is free now; pending: the
+    ports not looked at. A KeyboardInterrupt, so `except KeyboardInterrupt` still works.
+    """
+
+    def __init__(self, outcomes: Sequence[KillOutcome], pending: Sequence[int]) -> None:
+        super().__init__("interrupted")
+        self.outcomes = tuple(outcomes)
+        self.pending = tuple(pending)
+
+
+class _PortInterrupted(KeyboardInterrupt):
+    def __init__(self, outcome: KillOutcome) -> None:
+        super().__init__("interrupted")
+        self.outcome = outcome
+
+
+def interrupted_message(exc: KillInterrupted) -> str:
+    """One line for stderr: what the interrupted port had been sent, the ports not tried."""
+    parts = [o.message for o in exc.outcomes if o.status is KillStatus.INTERRUPTED]
+    if exc.pending:
+        more = ", ..." if len(exc.pending) > 8 else ""
+        parts.append(f"not attempted: port {', '.join(map(str, exc.pending[:8]))}{more}")
+    return "; ".join(parts) or "interrupted"
 
 
 def _kill_one(port: int, was_listening: bool, opts: _Options) -> KillOutcome:
     start = time.monotonic() - opts.t0
-    if not was_listening:
-        return _blocked(plan_kill(port, [], {}), start, opts)
-    plan, found = _plan_port(port, opts)
-    if plan.blocked is KillStatus.NOT_LISTENING:
-        # It listened a moment ago: it went with an earlier port's app, or by itself.
-        message = f"port {port} is free (it closed while other ports were handled)"
-        return KillOutcome(port, KillStatus.FREED, message, plan, freed_after=start)
-    if plan.blocked is not None:
-        return _blocked(plan, start, opts)
-    if opts.dry_run:
-        message = f"port {port}: dry run, would signal {_pids(plan.pids)}; nothing was sent"
-        return KillOutcome(port, KillStatus.DRY_RUN, message, plan, elapsed=_since(start, opts))
-    if opts.confirm is not None and not opts.confirm(plan):
-        message = f"port {port}: not confirmed; nothing was signalled"
-        return KillOutcome(port, KillStatus.DECLINED, message, plan, elapsed=_since(start, opts))
+    plan = KillPlan(port)
+    try:
+        if not was_listening:
+            return _blocked(plan_kill(port, [], {}), start, opts)
+        plan, found = _plan_port(port, opts)
+        if plan.blocked is KillStatus.NOT_LISTENING:
+            # It listened a moment ago: it went with an earlier port's app, or by itself.
+            message = f"port {port} is free (it closed while other ports were handled)"
+            return KillOutcome(port, KillStatus.FREED, message, plan, freed_after=start)
+        if plan.blocked is not None:
+            return _blocked(plan, start, opts)
+        if opts.dry_run:
+            message = f"port {port}: dry run, would signal {_pids(plan.pids)}; nothing was sent"
+            elapsed = _since(start, opts)
+            return KillOutcome(port, KillStatus.DRY_RUN, message, plan, elapsed=elapsed)
+        if opts.confirm is not None and not opts.confirm(plan):
+            message = f"port {port}: not confirmed; nothing was signalled"
+            elapsed = _since(start, opts)
+            return KillOutcome(port, KillStatus.DECLINED, message, plan, elapsed=elapsed)
+    except KeyboardInterrupt:
+        message = f"port {port}: interrupted before anything was signalled"
+        interrupted = KillOutcome(
+            port, KillStatus.INTERRUPTED, message, plan, elapsed=_since(start, opts)
+        )
+        raise _PortInterrupted(interrupted) from None
     execution = _Execution(
         plan,
         found.handles,

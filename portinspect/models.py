@@ -212,6 +212,7 @@ class KillStatus(str, Enum):
     REFUSED = "refused"  # protected, portinspect's own lineage, a container, an unseen owner
     DRY_RUN = "dry-run"  # the plan was shown; nothing was signalled
     DECLINED = "declined"  # the user answered no; nothing was signalled, the port is held
+    INTERRUPTED = "interrupted"  # Ctrl-C: steps and signalled say what was sent before it
 
     def __str__(self) -> str:
         return self.value
@@ -230,6 +231,7 @@ _KILL_EXIT = {
     KillStatus.STILL_HELD: ExitStatus.STILL_HELD,
     KillStatus.REFUSED: ExitStatus.STILL_HELD,
     KillStatus.DECLINED: ExitStatus.STILL_HELD,
+    KillStatus.INTERRUPTED: ExitStatus.INTERRUPTED,
 }
 
 

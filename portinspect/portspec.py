@@ -13,6 +13,9 @@ from portinspect.models import ALL_PROTOS, Proto
 
 MIN_PORT = 1
 MAX_PORT = 65535
+# Spaces and tabs around a port are forgiven; str.strip() would also take "\n", "\x1c" or
+# "\u3000", and "8000\n" is no more a port than "８０００".
+_BLANKS = " \t"
 
 
 def _shown(text: str) -> str:
@@ -23,7 +26,7 @@ def _shown(text: str) -> str:
 
 def parse_port(text: str, *, what: str = "port") -> int:
     """One port number, 1-65535."""
-    stripped = text.strip()
+    stripped = text.strip(_BLANKS)
     if not stripped:
         raise UsageError(f"invalid {what} {_shown(text)}: expected a number from 1 to 65535")
     # str.isdigit() accepts any Unicode digit; only ASCII digits are port numbers.
@@ -37,7 +40,7 @@ def parse_port(text: str, *, what: str = "port") -> int:
 
 def parse_range(text: str, *, what: str = "range") -> tuple[int, int]:
     """A closed range 'A-B' with A <= B, or a single port as (P, P)."""
-    low_text, sep, high_text = text.strip().partition("-")
+    low_text, sep, high_text = text.strip(_BLANKS).partition("-")
     if not sep:
         port = parse_port(text, what=what)
         return port, port
@@ -50,7 +53,7 @@ def parse_range(text: str, *, what: str = "range") -> tuple[int, int]:
 
 def parse_port_spec(spec: str) -> frozenset[int]:
     """A comma-separated list of ports and ranges: '8000', '8000-8010', '8000,8080'."""
-    if not spec.strip():
+    if not spec.strip(_BLANKS):
         raise UsageError(f"invalid port {_shown(spec)}: expected e.g. 8000, 8000-8010 or 8000,8080")
     ports: set[int] = set()
     for part in spec.split(","):

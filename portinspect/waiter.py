@@ -8,6 +8,7 @@ wrong family (wait-on's trap), and no connection the server has to accept.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,6 +43,20 @@ def check_seconds(value: float, what: str, *, minimum: float = 0.0) -> float:
             f"invalid {what} {value!r}: expected seconds from {minimum:g} to {MAX_SECONDS:g}"
         )
     return float(value)
+
+
+# Seconds as people type them: 30, 0.5, .5. ASCII digits only, like ports: "1e3", "1_0",
+# "inf", "nan" and "３０" are all numbers to float(), and none is a duration anyone types.
+SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9}")
+
+
+def parse_seconds(text: str, what: str, *, minimum: float = 0.0) -> float:
+    """A duration typed on the command line: `30`, `0.5`; UsageError for anything else."""
+    stripped = text.strip(" \t")
+    if not SECONDS.fullmatch(stripped):
+        shown = repr(text if len(text) <= 40 else text[:37] + "...")
+        raise UsageError(f"invalid {what} {shown}: expected seconds, such as 30 or 0.5")
+    return check_seconds(float(stripped), what, minimum=minimum)
 
 
 def listening_ports(ports: frozenset[int], protos: frozenset[Proto]) -> frozenset[int]:

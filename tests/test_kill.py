@@ -355,6 +355,7 @@ def test_statuses_map_to_the_documented_exit_codes() -> None:
         "still-held": 5,
         "refused": 5,
         "declined": 5,
+        "interrupted": 130,
     }
 
 
@@ -363,7 +364,8 @@ def test_cli_default_timeout_is_the_librarys() -> None:
 
     from portinspect.cli import kill_command
 
-    assert inspect.signature(kill_command).parameters["timeout"].default == killer.DEFAULT_TIMEOUT
+    default = inspect.signature(kill_command).parameters["timeout"].default
+    assert float(default) == killer.DEFAULT_TIMEOUT
 
 
 def test_capture_refuses_a_process_whose_start_time_does_not_match() -> None:

@@ -92,7 +92,7 @@ def test_any_text_parses_or_raises_usage_error(text: str) -> None:
         assert ports
         assert all(1 <= p <= 65535 for p in ports)
         # Only ASCII digits, commas, dashes and spaces can make a valid spec.
-        assert set(text) <= set("0123456789,- ")
+        assert set(text) <= set("0123456789,- \t")
 
 
 @given(st.integers().filter(lambda n: n < 1 or n > 65535))

@@ -1,0 +1,72 @@
+"""The console script and `python -m portinspect`: nothing here may be slow to import.
+
+The CLI needs typer, whose import is most of the start-up time; a Ctrl-C or a broken install
+there happens before any of cli.py runs, so the process boundary is guarded here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from portinspect import cli
+
+        cli.main(args)
+    except KeyboardInterrupt:
+        _fail(args, 130, "interrupted")  # errors.ExitStatus.INTERRUPTED
+    except BrokenPipeError:
+        _stdout_closed()
+    except Exception as exc:  # before the CLI's own handlers exist: a broken install
+        if "--debug" in args or os.environ.get("PORTINSPECT_DEBUG", "") not in ("", "0"):
+            import traceback
+
+            traceback.print_exc()
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        _fail(args, 1, f"unexpected error: {message}")  # errors.ExitStatus.ERROR
+
+
+def _fail(args: Sequence[str], code: int, message: str) -> NoReturn:
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"portinspect: {message}\n")
+    if "--json" in args:
+        # render.envelope's document, written by hand: render may be what failed to import.
+        import json
+
+        doc: dict[str, object] = {
+            "schema": 1,
+            "command": None,
+            "ok": False,
+            "exit_code": code,
+            "error": {"message": message},
+            "warnings": [],
+        }
+        with contextlib.suppress(OSError):
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            sys.stdout.flush()
+    sys.exit(code)
+
+
+def _stdout_closed() -> NoReturn:
+    """stdout's reader went away (`portinspect list | head -1`): end the way ls and ss do.
+
+    The command has done its work (cli.py gives back what only the output made useful, such
+    as free's leases); what is left is to die of SIGPIPE, quietly, so a shell sees 141 as
+    for any other tool, and `set -o pipefail` treats portinspect like the rest of the pipe.
+    """
+    # Else the interpreter's last flush would print "Exception ignored ... BrokenPipeError".
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if hasattr(os, "kill") and sys.platform != "win32":
+        import signal
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(1)
