@@ -273,7 +273,8 @@ def test_bad_input_through_the_console_script(tmp_path: Path) -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=16))
 def test_who_any_text_is_a_port_or_one_usage_line(text: str) -> None:
-    result = runner.invoke(app, ["who", "--json", text])
+    # After "--" the text is the PORT argument even when it reads like an option ("--help").
+    result = runner.invoke(app, ["who", "--json", "--", text])
     assert "Traceback" not in result.stdout + result.stderr
     doc = json.loads(result.stdout)
     assert doc["exit_code"] == result.exit_code
