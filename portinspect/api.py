@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from portinspect import classifier, scanner
+from portinspect.inputs import check_ports, check_proto
 from portinspect.models import Listener, ProcessInfo, Proto
-from portinspect.portspec import check_ports, check_proto
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,14 +29,14 @@ from portinspect.errors import (
     PortInspectError,
     WaitTimeoutError,
 )
-from portinspect.portspec import check_proto, parse_port, parse_port_spec, parse_port_specs
-from portinspect.waiter import (
-    DEFAULT_INTERVAL,
-    DEFAULT_TIMEOUT,
-    MIN_INTERVAL,
+from portinspect.inputs import (
+    check_proto,
+    parse_port,
+    parse_port_spec,
+    parse_port_specs,
     parse_seconds,
-    wait_for,
 )
+from portinspect.waiter import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL, wait_for
 
 # click is vendored by recent typer and external in older ones; reach its exception
 # classes through typer's public BadParameter so both work.
@@ -462,7 +462,7 @@ def free_command(
 ) -> int:
     """Print the nearest free port(s), one per line; parallel callers get different ones."""
     from portinspect import freeport
-    from portinspect.portspec import parse_range
+    from portinspect.inputs import parse_range
 
     def body() -> Outcome:
         seconds = freeport.parse_seconds(lease_seconds)
@@ -504,7 +504,7 @@ def free_command(
 
 def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:
     """Each port or range as typed (8000 8000-8010 8000,8080): a range is one request."""
-    from portinspect.portspec import parse_range
+    from portinspect.inputs import parse_range
 
     requests: list[tuple[int, int]] = []
     for spec in specs:

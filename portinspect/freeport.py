@@ -37,11 +37,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from portinspect import _interrupts, api, classifier, scanner
+from portinspect import _interrupts, api, classifier, inputs, scanner
 from portinspect.errors import NoFreePortError, PortInspectError, UsageError
+from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port
 from portinspect.models import Listener, Proto
-from portinspect.portspec import MAX_PORT, MIN_PORT
-from portinspect.waiter import SECONDS
 
 # Without --near: above the dev servers' favourites (3000, 5000, 8000, 8080, 8888) so the port a
 # tool hands out is not the one the user's own `runserver` wants next, and below every OS's
@@ -53,6 +52,7 @@ DEFAULT_NEAR = 15000
 # A lease also ends as soon as the port has a listener.
 DEFAULT_LEASE_SECONDS = 30.0
 MAX_LEASE_SECONDS = 24 * 3600.0
+MIN_LEASE_SECONDS = 0.001
 MAX_COUNT = 1000
 PRIVILEGED_BELOW = 1024
 LEASE_DIR_ENV = "PORTINSPECT_LEASE_DIR"
@@ -556,53 +556,27 @@ def _protos(tcp: bool, udp: bool) -> frozenset[Proto]:
     return protos
 
 
-def _is_port(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and MIN_PORT <= value <= MAX_PORT
-
-
 def _bounds(near: int | None, port_range: tuple[int, int] | None) -> tuple[int, int, int]:
     """(start, low, high). The search starts at near, else at the range's low end, else 15000."""
     low, high = port_range if port_range is not None else (MIN_PORT, MAX_PORT)
-    if not (_is_port(low) and _is_port(high)) or low > high:
+    if not (is_port(low) and is_port(high)) or low > high:
         raise UsageError(f"invalid port range {port_range!r}: expected (low, high) within 1-65535")
-    if near is not None and not _is_port(near):
+    if near is not None and not is_port(near):
         raise UsageError(f"invalid port {near!r}: ports run from 1 to 65535")
     start = near if near is not None else (low if port_range is not None else DEFAULT_NEAR)
     return start, low, high
 
 
-def _check_count(count: int) -> None:
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
-        raise UsageError(f"invalid count {count!r}: expected 1 to {MAX_COUNT}")
-
-
-def _check_seconds(seconds: float) -> None:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise UsageError(f"invalid lease time {seconds!r}: expected seconds")
-    if not 0 < seconds <= MAX_LEASE_SECONDS:
-        raise UsageError(f"invalid lease time {seconds!r}: expected 0 < seconds <= 86400")
-
-
 def parse_count(text: str) -> int:
     """--count: a whole number from 1 to MAX_COUNT."""
-    stripped = text.strip(" \t")
-    # Length first: int() refuses more than 4300 digits with a ValueError of its own.
-    if (
-        not (stripped.isascii() and stripped.isdigit())
-        or len(stripped) > 4
-        or not 1 <= int(stripped) <= MAX_COUNT
-    ):
-        raise UsageError(f"invalid --count {text[:20]!r}: expected a number from 1 to {MAX_COUNT}")
-    return int(stripped)
+    return inputs.parse_count(text, "--count", MAX_COUNT)
 
 
 def parse_seconds(text: str) -> float:
     """--lease-seconds: a positive number of seconds, at most a day (fractions allowed)."""
-    stripped = text.strip(" \t")
-    seconds = float(stripped) if SECONDS.fullmatch(stripped) else float("nan")
-    if not 0 < seconds <= MAX_LEASE_SECONDS:  # also false for nan
-        raise UsageError(f"invalid --lease-seconds {text[:20]!r}: expected 0 < seconds <= 86400")
-    return seconds
+    return inputs.parse_seconds(
+        text, "--lease-seconds", minimum=MIN_LEASE_SECONDS, maximum=MAX_LEASE_SECONDS
+    )
 
 
 def find_free_ports(
@@ -644,8 +618,8 @@ def find_free_ports(
     in the range (then no lease is kept), PortInspectError when the lease directory is unsafe.
     """
     start, low, high = _bounds(near, port_range)
-    _check_count(count)
-    _check_seconds(lease_seconds)
+    check_count(count, "count", MAX_COUNT)
+    check_seconds(lease_seconds, "lease time", minimum=MIN_LEASE_SECONDS, maximum=MAX_LEASE_SECONDS)
     protos = _protos(tcp, udp)
     policy = Policy.make(
         allow_ephemeral=allow_ephemeral,

@@ -34,6 +34,7 @@ import psutil
 
 from portinspect import _interrupts, api, frameworks, render, scanner
 from portinspect.errors import ExitStatus, UsageError
+from portinspect.inputs import check_ports, check_seconds
 from portinspect.models import (
     ContainerHint,
     Holder,
@@ -47,8 +48,6 @@ from portinspect.models import (
     Proto,
     Snapshot,
 )
-from portinspect.portspec import check_ports
-from portinspect.waiter import check_seconds
 
 # Read at call time, not import time, so tests can simulate Windows (monkeypatch).
 WINDOWS = sys.platform == "win32"

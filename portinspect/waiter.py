@@ -8,21 +8,19 @@ wrong family (wait-on's trap), and no connection the server has to accept.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from portinspect import scanner
 from portinspect.errors import UsageError, WaitTimeoutError
+from portinspect.inputs import check_ports, check_proto, check_seconds
 from portinspect.models import Proto
-from portinspect.portspec import check_ports, check_proto
 
 DEFAULT_TIMEOUT = 30.0
 # 100 ms keeps a wait cheap (one socket-table read per poll, about 1 ms on an idle
 # machine) while adding at most a tenth of a second to a CI step.
 DEFAULT_INTERVAL = 0.1
-MAX_SECONDS = 7 * 24 * 3600.0
 MIN_INTERVAL = 0.001
 
 
@@ -32,31 +30,6 @@ class WaitResult:
     free: bool  # True: waited for no listener; False: waited for a listener
     elapsed: float  # seconds from the call to the condition holding
     polls: int
-
-
-def check_seconds(value: float, what: str, *, minimum: float = 0.0) -> float:
-    """A duration from the user: finite, not negative, not absurd."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise UsageError(f"invalid {what} {value!r}: expected a number of seconds")
-    if not math.isfinite(value) or value < minimum or value > MAX_SECONDS:
-        raise UsageError(
-            f"invalid {what} {value!r}: expected seconds from {minimum:g} to {MAX_SECONDS:g}"
-        )
-    return float(value)
-
-
-# Seconds as people type them: 30, 0.5, .5. ASCII digits only, like ports: "1e3", "1_0",
-# "inf", "nan" and "３０" are all numbers to float(), and none is a duration anyone types.
-SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9}")
-
-
-def parse_seconds(text: str, what: str, *, minimum: float = 0.0) -> float:
-    """A duration typed on the command line: `30`, `0.5`; UsageError for anything else."""
-    stripped = text.strip(" \t")
-    if not SECONDS.fullmatch(stripped):
-        shown = repr(text if len(text) <= 40 else text[:37] + "...")
-        raise UsageError(f"invalid {what} {shown}: expected seconds, such as 30 or 0.5")
-    return check_seconds(float(stripped), what, minimum=minimum)
 
 
 def listening_ports(ports: frozenset[int], protos: frozenset[Proto]) -> frozenset[int]:

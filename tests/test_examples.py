@@ -17,12 +17,12 @@ BIN = Path(sys.executable).parent
 TESTED = {"ci_smoke.sh", "github-actions.yml", "library_usage.py", "test_with_free_port.py"}
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
-    # The venv first, so `portinspect` and `python3` are the ones under test; a lease
-    # directory of its own, so parallel test workers never share leases.
+    # The venv first, so `portinspect` and `python3` are the ones under test. The lease
+    # directory stays the user's default, as in a real CI: the examples ask for the same
+    # port (--near 8000) while running in parallel, and only shared leases keep them apart.
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["PORTINSPECT_LEASE_DIR"] = str(tmp_path / "leases")
     env.pop("PYTEST_XDIST_WORKER", None)
     return env
 
@@ -34,7 +34,7 @@ def _run(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=_env(),
         check=False,
     )
 

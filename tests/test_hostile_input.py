@@ -6,7 +6,7 @@ users type (NUL bytes cannot be in a real argv: execve ends an argument at the f
 case can act on anything: `kill` cases carry --dry-run, `free` cases --no-lease and a private
 lease directory, `wait` cases a port nothing listens on and --timeout 0 or --free.
 
-Also here: property-based tests of the parsers beyond tests/test_portspec.py, and unexpected
+Also here: property-based tests of the parsers beyond tests/test_inputs.py, and unexpected
 errors (one line and exit 1; the traceback with --debug or PORTINSPECT_DEBUG=1), raised inside
 a command and outside one (the group, option callbacks, a broken install).
 """
@@ -28,10 +28,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from portinspect import api, cli, waiter
+from portinspect import api, cli, inputs
 from portinspect.cli import app
 from portinspect.errors import ExitStatus, UsageError
-from portinspect.portspec import parse_port_spec
+from portinspect.inputs import parse_port_spec
 
 from .support import SCRIPT, free_loopback_port
 
@@ -306,19 +306,19 @@ def test_specs_as_people_type_them_parse_to_their_ports(parts: list[tuple[int, i
 @given(st.text(max_size=12))
 def test_seconds_are_plain_decimals_or_one_usage_line(text: str) -> None:
     try:
-        seconds = waiter.parse_seconds(text, "--timeout")
+        seconds = inputs.parse_seconds(text, "--timeout")
     except UsageError as exc:
         assert "\n" not in str(exc) and terminal_unsafe(str(exc)) == []
     else:
-        assert 0 <= seconds <= waiter.MAX_SECONDS
-        assert waiter.SECONDS.fullmatch(text.strip(" \t"))
+        assert 0 <= seconds <= inputs.MAX_SECONDS
+        assert inputs.SECONDS.fullmatch(text.strip(" \t"))
 
 
 @given(st.integers(0, 10**6), st.integers(0, 999))
 def test_seconds_read_back_as_typed(whole: int, millis: int) -> None:
     text = f"{whole}.{millis:03d}"
-    if whole + millis / 1000 <= waiter.MAX_SECONDS:
-        assert waiter.parse_seconds(text, "--timeout") == float(text)
+    if whole + millis / 1000 <= inputs.MAX_SECONDS:
+        assert inputs.parse_seconds(text, "--timeout") == float(text)
 
 
 # -- unexpected errors: one line and exit 1; --debug or PORTINSPECT_DEBUG shows the traceback ---

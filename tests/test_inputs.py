@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portinspect.errors import UsageError
-from portinspect.portspec import parse_port, parse_port_spec, parse_range
+from portinspect.inputs import parse_port, parse_port_spec, parse_range
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,14 @@
-"""Parsing of the ports users type: 8000, 8000-8010, 8000,8080,9000-9002.
+"""Parsing and checking of what users give us: ports (8000, 8000-8010, 8000,8080),
+protocols, durations and counts, from the command line (text) or the library (values).
 
-Strict on purpose: only ASCII digits count ("８０００" and "1e3" are not ports), and
-every failure is a UsageError whose message fits on one line.
+Strict on purpose: only ASCII digits count ("８０００" and "1e3" are not ports, "inf" is
+no timeout), and every failure is a UsageError whose message fits on one line.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable
 
 from portinspect.errors import UsageError
@@ -16,6 +19,13 @@ MAX_PORT = 65535
 # Spaces and tabs around a port are forgiven; str.strip() would also take "\n", "\x1c" or
 # "\u3000", and "8000\n" is no more a port than "８０００".
 _BLANKS = " \t"
+
+
+# The longest wait or timeout anyone means: a week.
+MAX_SECONDS = 7 * 24 * 3600.0
+# Seconds as people type them: 30, 0.5, .5. ASCII digits only, like ports: "1e3", "1_0",
+# "inf", "nan" and "３０" are all numbers to float(), and none is a duration anyone types.
+SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9}")
 
 
 def _shown(text: str) -> str:
@@ -91,3 +101,46 @@ def check_proto(proto: Proto | str | None) -> frozenset[Proto]:
         return frozenset([Proto(proto.lower() if isinstance(proto, str) else proto)])
     except (ValueError, AttributeError):
         raise UsageError(f"invalid protocol {proto!r}: expected tcp or udp") from None
+
+
+def is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and MIN_PORT <= value <= MAX_PORT
+
+
+def check_seconds(
+    value: float, what: str, *, minimum: float = 0.0, maximum: float = MAX_SECONDS
+) -> float:
+    """A duration given to the library: finite, within [minimum, maximum]."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise UsageError(f"invalid {what} {value!r}: expected a number of seconds")
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise UsageError(
+            f"invalid {what} {value!r}: expected seconds from {minimum:g} to {maximum:g}"
+        )
+    return float(value)
+
+
+def parse_seconds(
+    text: str, what: str, *, minimum: float = 0.0, maximum: float = MAX_SECONDS
+) -> float:
+    """A duration typed on the command line: `30`, `0.5`; UsageError for anything else."""
+    stripped = text.strip(_BLANKS)
+    if not SECONDS.fullmatch(stripped):
+        raise UsageError(f"invalid {what} {_shown(text)}: expected seconds, such as 30 or 0.5")
+    return check_seconds(float(stripped), what, minimum=minimum, maximum=maximum)
+
+
+def check_count(count: int, what: str, maximum: int) -> int:
+    """A number of things given to the library: a whole number from 1 to maximum."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= maximum:
+        raise UsageError(f"invalid {what} {count!r}: expected 1 to {maximum}")
+    return count
+
+
+def parse_count(text: str, what: str, maximum: int) -> int:
+    """A number of things typed on the command line: ASCII digits, 1 to maximum."""
+    stripped = text.strip(_BLANKS)
+    # Length first: int() refuses more than 4300 digits with a ValueError of its own.
+    if not (stripped.isascii() and stripped.isdigit()) or len(stripped) > len(str(maximum)):
+        raise UsageError(f"invalid {what} {_shown(text)}: expected a number from 1 to {maximum}")
+    return check_count(int(stripped), what, maximum)
