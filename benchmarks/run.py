@@ -385,6 +385,13 @@ def render(results: list[ScaleResult], rounds_note: str) -> str:
         lines.append(
             f"| _{fact}_ | " + " | ".join(str(r.facts.get(fact, "-")) for r in results) + " |"
         )
+    lines += [
+        "",
+        "portinspect's /proc walk runs on one thread per CPU (up to 4) where ss and lsof use one:",
+        "when other work keeps the machine busy (load average above), its M and L times rise",
+        "more than theirs. `who` stops its walk at the port's holders (the middle worker's port:",
+        "about half the processes come before it).",
+    ]
     lines += ["", "Ratios of medians (lower is faster):", ""]
     ratio_rows = [
         ("list_json", "ss_ltnp"),

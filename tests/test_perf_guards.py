@@ -52,7 +52,8 @@ def _modules_after(code: str, tmp_path: Path) -> set[str]:
 
 
 def _cli(*args: str) -> str:
-    return f"from portinspect.cli import main\nmain({list(args)!r})"
+    """The console script's own entry point, with these arguments."""
+    return f"from portinspect._entry import main\nmain({list(args)!r})"
 
 
 @pytest.mark.parametrize(
