@@ -556,7 +556,7 @@ def kill_command(
         how = killer.describe_ladder(seconds, signum, force=force, windows=killer.WINDOWS)
 
         def ask(plan: KillPlan) -> bool:
-            sys.stderr.write(killer.format_plan(plan, how) + "\n")
+            sys.stderr.write(render.kill_plan(plan, how) + "\n")
             try:
                 return typer.confirm(f"Stop them to free port {plan.port}?", err=True)
             except typer.Abort:
@@ -571,13 +571,13 @@ def kill_command(
                 force=force,
                 dry_run=dry_run,
                 confirm=None if yes or dry_run or not _interactive() else ask,
-                on_step=None if quiet else lambda port, step: _say(killer.format_step(port, step)),
+                on_step=None if quiet else lambda port, step: _say(render.kill_step(port, step)),
             )
         except killer.KillInterrupted as exc:  # Ctrl-C: say what was sent, then stop
             interrupted, outcomes = exc, list(exc.outcomes)
         result = killer.report(outcomes, requests)
         lines = [
-            killer.format_plan(o.plan, how) if dry_run else killer.format_outcome(o)
+            render.kill_plan(o.plan, how) if dry_run else render.kill_outcome(o)
             for o in result.outcomes
         ]
         payload = {"ports": [o.to_dict() for o in result.outcomes], "dry_run": dry_run}

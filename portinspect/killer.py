@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal as _signal
 import sys
 import time
@@ -733,7 +732,7 @@ class _Execution:
         sent = [f"{s.signal} to {self._named(s.pids)} at {s.at:.2f}s" for s in self.steps]
         text = f"port {self.port} freed in {took}" + (f": {'; '.join(sent)}" if sent else "")
         if survivors:
-            text += f"; {_pids(survivors)} still running but no longer holding the port"
+            text += f"; {render.pids(survivors)} still running but no longer holding the port"
         return text
 
     def _named(self, pids: Sequence[int]) -> str:
@@ -763,10 +762,6 @@ class _Execution:
         if pid in self.signalled and self.steps and self.steps[-1].signal == "SIGKILL":
             return f"{desc} (survived SIGKILL)"
         return desc
-
-
-def _pids(pids: Sequence[int]) -> str:
-    return ("pid " if len(pids) == 1 else "pids ") + ", ".join(map(str, pids))
 
 
 def _who_proc(proc: psutil.Process) -> str:
@@ -900,7 +895,9 @@ def _kill_one(port: int, was_listening: bool, opts: _Options) -> KillOutcome:
         if plan.blocked is not None:
             return _blocked(plan, start, opts)
         if opts.dry_run:
-            message = f"port {port}: dry run, would signal {_pids(plan.pids)}; nothing was sent"
+            message = (
+                f"port {port}: dry run, would signal {render.pids(plan.pids)}; nothing was sent"
+            )
             elapsed = _since(start, opts)
             return KillOutcome(port, KillStatus.DRY_RUN, message, plan, elapsed=elapsed)
         if opts.confirm is not None and not opts.confirm(plan):
@@ -1008,10 +1005,8 @@ def report(outcomes: Iterable[KillOutcome], requests: Sequence[tuple[int, int]])
 
 
 # ---------------------------------------------------------------------------------------
-# Text (pure): the plan shown before acting, and one line per outcome
+# Text (pure): the escalation as the plan shows it (render.py draws the plan itself)
 # ---------------------------------------------------------------------------------------
-
-PLAN_COLUMNS = ("PID", "ROLE", "USER", "COMMAND")
 
 
 def describe_ladder(timeout: float, signum: int, *, force: bool, windows: bool) -> str:
@@ -1024,37 +1019,3 @@ def describe_ladder(timeout: float, signum: int, *, force: bool, windows: bool) 
         f"{name} the top process(es) (*); once they exit or after {timeout / 2:g}s, "
         f"{name} the rest of the tree; SIGKILL what is left after {timeout:g}s; re-scan"
     )
-
-
-def format_plan(plan: KillPlan, how: str) -> str:
-    """The plan for one port: the processes, top first, and what will be sent."""
-    what = render.clean(plan.framework or plan.server or "")
-    if plan.server and plan.framework and plan.server != plan.framework:
-        what = f"{render.clean(plan.framework)} ({render.clean(plan.server)})"
-    head = f"port {plan.port}" + (f": {what}" if what else "")
-    if plan.blocked is not None:
-        return f"{head}: {plan.blocked}: " + "; ".join(plan.reasons)
-    rows = [
-        (
-            f"{t.process.pid}{' *' if t.top else ''}",
-            (t.role or "") + (" [holds port]" if t.holds_port else ""),
-            render.clean(t.process.user) or "?",
-            render.command_line(t.process.cmdline),
-        )
-        for t in plan.targets
-    ]
-    table = render.table(PLAN_COLUMNS, rows)
-    body = "\n".join("  " + line for line in table.splitlines())
-    return f"{head}, {len(plan.targets)} process(es)\n{body}\n  plan: {how}"
-
-
-def format_step(port: int, step: KillStep) -> str:
-    """A progress line, as each batch of signals goes out."""
-    return f"port {port}: {step.signal} -> {_pids(step.pids)} ({step.scope}) at {step.at:.2f}s"
-
-
-def format_outcome(outcome: KillOutcome) -> str:
-    text = outcome.message
-    prefix = f"port {outcome.port}"
-    # Messages that already name the port ("nothing is listening on port 8000") stand alone.
-    return text if re.search(rf"\bport {outcome.port}\b", text) else f"{prefix}: {text}"

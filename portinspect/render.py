@@ -7,12 +7,13 @@ move the cursor, recolour the screen or break a row in two.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from portinspect.frameworks import member_role
-from portinspect.models import Listener, ProcessInfo
+from portinspect.models import KillOutcome, KillPlan, KillStep, Listener, ProcessInfo
 
 SCHEMA_VERSION = 1
 CMDLINE_WIDTH = 60
@@ -272,3 +273,49 @@ def apps_json(
             }
         )
     return apps
+
+
+# ---------------------------------------------------------------------------------------
+# kill: the plan shown before acting, a line per batch of signals, a line per outcome
+# ---------------------------------------------------------------------------------------
+
+PLAN_COLUMNS = ("PID", "ROLE", "USER", "COMMAND")
+
+
+def pids(numbers: Sequence[int]) -> str:
+    """'pid 42' or 'pids 42, 43'."""
+    return ("pid " if len(numbers) == 1 else "pids ") + ", ".join(map(str, numbers))
+
+
+def kill_plan(plan: KillPlan, how: str) -> str:
+    """The plan for one port: the processes, top first, and what will be sent."""
+    what = clean(plan.framework or plan.server or "")
+    if plan.server and plan.framework and plan.server != plan.framework:
+        what = f"{clean(plan.framework)} ({clean(plan.server)})"
+    head = f"port {plan.port}" + (f": {what}" if what else "")
+    if plan.blocked is not None:
+        return f"{head}: {plan.blocked}: " + "; ".join(plan.reasons)
+    rows = [
+        (
+            f"{t.process.pid}{' *' if t.top else ''}",
+            (t.role or "") + (" [holds port]" if t.holds_port else ""),
+            clean(t.process.user) or "?",
+            command_line(t.process.cmdline),
+        )
+        for t in plan.targets
+    ]
+    drawn = table(PLAN_COLUMNS, rows)
+    body = "\n".join("  " + line for line in drawn.splitlines())
+    return f"{head}, {len(plan.targets)} process(es)\n{body}\n  plan: {how}"
+
+
+def kill_step(port: int, step: KillStep) -> str:
+    """A progress line, as each batch of signals goes out."""
+    return f"port {port}: {step.signal} -> {pids(step.pids)} ({step.scope}) at {step.at:.2f}s"
+
+
+def kill_outcome(outcome: KillOutcome) -> str:
+    text = outcome.message
+    prefix = f"port {outcome.port}"
+    # Messages that already name the port ("nothing is listening on port 8000") stand alone.
+    return text if re.search(rf"\bport {outcome.port}\b", text) else f"{prefix}: {text}"
