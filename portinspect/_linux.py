@@ -102,6 +102,11 @@ def listening_port_numbers(protos: frozenset[Proto]) -> set[int]:
     return {entry[3] for entry in _sockets(protos)}
 
 
+def listening_inodes(protos: frozenset[Proto]) -> list[tuple[int, int | None]]:
+    """(port, inode) of every listening socket, of any user: no /proc fd walk."""
+    return [(entry[3], entry[5]) for entry in _sockets(protos)]
+
+
 def _sockets(protos: frozenset[Proto]) -> list[_Entry]:
     """Netlink where it works, /proc/net per (proto, family) where it does not."""
     try:

@@ -461,24 +461,9 @@ def port_sockets(ports: frozenset[int]) -> dict[int, frozenset[int | None]]:
     """port -> inodes of its listening TCP sockets, for the ports of `ports` that have any.
 
     Sockets only, no holders: on Linux one netlink dump (10 ms at 5,000 listeners),
-    where a scan with holders walks /proc (1.2 s at 1,100 processes and 175k fds). The
-    inode is None where the OS does not give one (the psutil backend).
+    where a scan with holders walks /proc (1.2 s at 1,100 processes and 175k fds).
     """
-    found: dict[int, set[int | None]] = {}
-    for port, inode in _socket_entries(ports):
-        if port in ports:
-            found.setdefault(port, set()).add(inode)
-    return {port: frozenset(inodes) for port, inodes in found.items()}
-
-
-def _socket_entries(ports: frozenset[int]) -> list[tuple[int, int | None]]:
-    if sys.platform.startswith("linux") and os.environ.get("PORTINSPECT_BACKEND") != "psutil":
-        with contextlib.suppress(ImportError, OSError):
-            from portinspect import _linux
-
-            # _sockets() is the backend's holder-free listing (netlink, /proc/net fallback).
-            return [(e[3], e[5]) for e in _linux._sockets(_TCP)]
-    return [(s.port, s.inode) for s in scanner.collect(ports, _TCP).sockets]
+    return {p: inodes for p, inodes in scanner.listening_sockets(_TCP).items() if p in ports}
 
 
 def alive(proc: psutil.Process) -> bool:

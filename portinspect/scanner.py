@@ -38,24 +38,41 @@ ENV_MARKERS = (
 SOURCE_LIMIT = 256 * 1024  # bytes of an app module we read to spot its framework
 
 
+def _choice(backend: str | None) -> str:
+    """ "auto", "linux" (no fallback) or "psutil": the argument, else PORTINSPECT_BACKEND."""
+    return backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
+
+
+def _linux_details(backend: str | None) -> bool:
+    return _choice(backend) in ("auto", "linux") and sys.platform.startswith("linux")
+
+
+def _via_backend(backend: str | None, linux: Callable[[], _T], portable: Callable[[], _T]) -> _T:
+    """The fast Linux backend where it works; psutil elsewhere, or when /proc or netlink fail
+    (unless "linux" was asked for, then the error stands)."""
+    if _linux_details(backend):
+        try:
+            return linux()
+        except OSError:
+            if _choice(backend) == "linux":
+                raise
+    return portable()
+
+
 def _backend_sockets(
     protos: frozenset[Proto], ports: frozenset[int] | None, backend: str | None
 ) -> tuple[list[Socket], bool]:
-    choice = backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
-    if choice in ("auto", "linux") and sys.platform.startswith("linux"):
-        try:
-            from portinspect import _linux
-        except ImportError:  # pragma: no cover - only while the module is absent
-            pass
-        else:
-            try:
-                return _linux.list_sockets(protos, ports)
-            except OSError:
-                if choice == "linux":
-                    raise
-    from portinspect import _psutil
+    def linux() -> tuple[list[Socket], bool]:
+        from portinspect import _linux
 
-    return _psutil.list_sockets(protos, ports)
+        return _linux.list_sockets(protos, ports)
+
+    def portable() -> tuple[list[Socket], bool]:
+        from portinspect import _psutil
+
+        return _psutil.list_sockets(protos, ports)
+
+    return _via_backend(backend, linux, portable)
 
 
 def listening_ports(
@@ -63,29 +80,45 @@ def listening_ports(
 ) -> frozenset[int]:
     """The ports with a listener on any address, of any user, without looking for the owners.
 
-    `free` needs only this, and skipping the owner walk keeps it to one netlink dump on Linux
-    (~0.1 ms on an idle box) instead of a walk over every process's fds. Same backend choice
-    as collect().
+    `free` and `wait` need only this, and skipping the owner walk keeps it to one netlink
+    dump on Linux (~0.1 ms on an idle box) instead of a walk over every process's fds.
     """
     wanted = frozenset(protos)
-    choice = backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
-    if choice in ("auto", "linux") and sys.platform.startswith("linux"):
+
+    def linux() -> frozenset[int]:
         from portinspect import _linux
 
-        try:
-            return frozenset(_linux.listening_port_numbers(wanted))
-        except OSError:
-            if choice == "linux":
-                raise
-    from portinspect import _psutil
+        return frozenset(_linux.listening_port_numbers(wanted))
 
-    sockets, _hidden = _psutil.list_sockets(wanted)
-    return frozenset(s.port for s in sockets)
+    return _via_backend(
+        backend, linux, lambda: frozenset(listening_sockets(wanted, backend="psutil"))
+    )
 
 
-def _linux_details(backend: str | None) -> bool:
-    choice = backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
-    return choice in ("auto", "linux") and sys.platform.startswith("linux")
+def listening_sockets(
+    protos: Iterable[Proto] = ALL_PROTOS, *, backend: str | None = None
+) -> dict[int, frozenset[int | None]]:
+    """port -> inodes of its listening sockets, of any user, without looking for the owners.
+
+    kill re-checks its ports with this between signals: a new inode on a port is a new
+    holder (a respawn) worth a full scan. The inode is None where the OS gives none (psutil).
+    """
+    wanted = frozenset(protos)
+
+    def linux() -> list[tuple[int, int | None]]:
+        from portinspect import _linux
+
+        return _linux.listening_inodes(wanted)
+
+    def portable() -> list[tuple[int, int | None]]:
+        from portinspect import _psutil
+
+        return [(s.port, s.inode) for s in _psutil.list_sockets(wanted)[0]]
+
+    found: dict[int, set[int | None]] = {}
+    for port, inode in _via_backend(backend, linux, portable):
+        found.setdefault(port, set()).add(inode)
+    return {port: frozenset(inodes) for port, inodes in found.items()}
 
 
 def _env_markers(proc: psutil.Process) -> dict[str, str]:
