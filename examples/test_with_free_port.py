@@ -27,6 +27,8 @@ def test_http_server_on_a_free_port(free_port: int) -> None:
             assert reply.status == 200
     finally:
         kill_port(free_port, timeout=5)
+        if server.poll() is None:  # it never listened, so kill_port found nothing to stop
+            server.kill()
         server.wait(timeout=10)
     wait_for(free_port, free=True, timeout=10)
 

@@ -66,7 +66,7 @@ def uptime(started: float | None, now: float | None = None) -> str:
 def program(listener: Listener) -> str:
     """What serves the port, in a few words: 'django (runserver)', 'http.server', 'nginx'."""
     if listener.owner_hidden:
-        return "(hidden: run with sudo)"
+        return "(owner hidden)"
     name = clean(listener.process) or "?"
     if listener.framework and listener.server and listener.framework != listener.server:
         return f"{listener.framework} ({listener.server})"
