@@ -177,6 +177,7 @@ class Listener:
             "family": self.family.value,
             "address": self.address,
             "pid": self.pid,
+            "ppid": primary.ppid if primary else None,
             "process": self.process,
             "user": self.user,
             "uid": self.uid,

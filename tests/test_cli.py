@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -260,3 +261,12 @@ def test_show_completion_prints_a_script_for_the_shell() -> None:
     proc = run_cli("--show-completion", "bash", env={**os.environ, "SHELL": "/bin/bash"})
     assert proc.returncode == 0
     assert "_portinspect_completion" in proc.stdout
+
+
+def test_list_json_names_the_parent_and_start_time_of_the_holder() -> None:
+    with listening(LOOPBACK4) as sock:
+        code, out, _ = invoke("list", "--port", str(port_of(sock)), "--json")
+    assert code == 0
+    [row] = json.loads(out)["listeners"]
+    assert row["ppid"] == os.getppid()
+    assert abs(row["started"] - psutil.Process().create_time()) < 1
