@@ -183,3 +183,22 @@ def run_cli(*args: str, timeout: float = 60.0, **kwargs: Any) -> subprocess.Comp
         check=False,
         **kwargs,
     )
+
+
+def run_in_namespace(unshare: list[str], script: str, *args: str, timeout: float = 120.0) -> Any:
+    """Run a Python script under `unshare` (private pid, mount or network namespaces, so the
+    test can remount /proc or bind wildcards without touching the host) and return the JSON
+    it prints. Skips, naming the reason, where this machine refuses namespaces."""
+    import pytest
+
+    proc = subprocess.run(
+        ["unshare", *unshare, sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0 and "unshare" in proc.stderr:
+        pytest.skip(f"no private namespace here ({' '.join(unshare)}): {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)

@@ -60,6 +60,7 @@ from .support import (
     port_of,
     run_as_nobody,
     run_cli,
+    run_in_namespace,
     wait_until,
 )
 
@@ -341,17 +342,7 @@ print(json.dumps(result))
 @pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("ip"), reason="no unshare/ip")
 @needs_root
 def test_wildcard_holders_in_a_private_network_namespace() -> None:
-    proc = subprocess.run(
-        ["unshare", "--net", sys.executable, "-c", NETNS_SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if proc.returncode != 0 and "unshare" in proc.stderr:
-        pytest.skip(f"cannot create a network namespace here: {proc.stderr.strip()}")
-    assert proc.returncode == 0, proc.stderr
-    for port, got, why in json.loads(proc.stdout):
+    for port, got, why in run_in_namespace(["--net"], NETNS_SCRIPT):
         assert got == [port + 1]
         assert why == f"no free port in {port}: 1 held by a listener"
 

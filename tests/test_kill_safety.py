@@ -39,7 +39,7 @@ from portinspect.models import (
     Proto,
 )
 
-from .support import LOOPBACK4, SCRIPT, is_root, listening, port_of
+from .support import LOOPBACK4, SCRIPT, is_root, listening, port_of, run_in_namespace
 
 LINEAGE = scanner.self_lineage()  # this pytest process and every ancestor, up to pid 1
 ANCESTORS = sorted(LINEAGE - {os.getpid()})
@@ -284,17 +284,7 @@ REUSE = textwrap.dedent(
 @pytest.mark.skipif(not is_root(), reason="forcing a pid needs root (ns_last_pid)")
 @pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare(1) for a private pid ns")
 def test_a_reused_pid_is_never_signalled() -> None:
-    proc = subprocess.run(
-        ["unshare", "--pid", "--fork", "--mount", "--mount-proc", sys.executable, "-c", REUSE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if proc.returncode != 0 and "unshare" in proc.stderr:
-        pytest.skip(f"no private pid namespace here: {proc.stderr.strip()}")
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = run_in_namespace(["--pid", "--fork", "--mount", "--mount-proc"], REUSE)
     if "skip" in result:
         pytest.skip(result["skip"])
     assert result == {

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import textwrap
 from typing import Any
 
 import pytest
 
-from .support import SCRIPT, is_root
+from .support import SCRIPT, is_root, run_in_namespace
 
 pytestmark = [
     pytest.mark.unprivileged,
@@ -84,30 +83,8 @@ INSIDE = textwrap.dedent(
 
 
 def _inside(hidepid: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [
-            "unshare",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--propagation",
-            "private",
-            sys.executable,
-            "-c",
-            INSIDE,
-            hidepid,
-            str(SCRIPT),
-            json.dumps(AS_NOBODY),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0 and "unshare" in proc.stderr:
-        pytest.skip(f"no private mount and pid namespace here: {proc.stderr.strip()}")
-    assert proc.returncode == 0, proc.stderr
-    return dict(json.loads(proc.stdout))
+    unshare = ["--mount", "--pid", "--fork", "--propagation", "private"]
+    return dict(run_in_namespace(unshare, INSIDE, hidepid, str(SCRIPT), json.dumps(AS_NOBODY)))
 
 
 @pytest.mark.parametrize("hidepid", HIDEPID, ids=[f"hidepid={h}" for h in HIDEPID])
