@@ -202,3 +202,33 @@ def run_in_namespace(unshare: list[str], script: str, *args: str, timeout: float
         pytest.skip(f"no private namespace here ({' '.join(unshare)}): {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+@contextlib.contextmanager
+def forked_holders(count: int = 1) -> Iterator[list[int]]:
+    """`count` forked children that hold every fd we hold (sockets included) until the block ends.
+
+    A child shares the sockets from the moment fork() returns (the fd table is copied before
+    it runs), so there is nothing to wait for. Each is killed and reaped by pid: unreaped
+    until waitpid, its pid cannot have been reused meanwhile.
+    """
+    pids: list[int] = []
+    read_end, write_end = os.pipe()
+    try:
+        for _ in range(count):
+            pid = os.fork()
+            if pid == 0:  # touch nothing of pytest's, just wait for the parent to go away
+                try:
+                    os.close(write_end)
+                    os.read(read_end, 1)
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+        yield pids
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)

@@ -28,6 +28,8 @@ from portinspect import _linux
 from portinspect._linux import list_sockets
 from portinspect.models import Family, Proto, Socket
 
+from .support import forked_holders
+
 ALL = frozenset(Proto)
 TCP = frozenset({Proto.TCP})
 
@@ -87,32 +89,6 @@ def _by_inode(sockets: list[Socket]) -> dict[int | None, Socket]:
 
 def _key(s: Socket) -> tuple[object, ...]:
     return (s.proto, s.family, s.address, s.port, s.uid, s.inode, s.pids)
-
-
-@contextlib.contextmanager
-def _forked_holder(*, keep: socket.socket | None = None) -> Iterator[int]:
-    """A child that inherits every fd we hold (fork after listen) and waits on a pipe.
-
-    The child shares the socket from the moment fork() returns: the fd table is copied
-    before the child runs, so there is nothing to wait for.
-    """
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: touch nothing of pytest's, just wait for the parent to go away
-        try:
-            os.close(w)
-            os.read(r, 1)
-        finally:
-            os._exit(0)
-    os.close(r)
-    try:
-        yield pid
-    finally:
-        os.close(w)
-        # The child is unreaped until waitpid, so this pid cannot have been reused.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
 
 
 # --- what is listed, what is not ---------------------------------------------------------
@@ -175,7 +151,7 @@ def test_bound_udp_socket_is_listed_as_udp(opened, host, family):
 
 def test_socket_shared_with_a_forked_child_lists_both_pids(opened):
     srv = _tcp_listener(opened)
-    with _forked_holder() as child:
+    with forked_holders() as [child]:
         sockets, _ = list_sockets(ALL)
         assert _by_inode(sockets)[_inode(srv)].pids == tuple(sorted((os.getpid(), child)))
 
@@ -193,7 +169,7 @@ def _mixed_sockets(socks: list[socket.socket]) -> set[int]:
 
 def test_netlink_and_procfs_paths_agree(opened):
     ports = _mixed_sockets(opened)
-    with _forked_holder():
+    with forked_holders():
         via_netlink = _linux._with_holders(_linux._sockets_from_netlink(ALL), None)[0]
         via_procfs = _linux._with_holders(_linux._sockets_from_procfs(ALL), None)[0]
 
@@ -241,7 +217,7 @@ def test_port_filter_returns_only_those_ports_and_every_holder(opened):
     shared = _tcp_listener(opened)
     other = _tcp_listener(opened)
     udp = _udp_bound(opened)
-    with _forked_holder() as child:
+    with forked_holders() as [child]:
         sockets, hidden = list_sockets(ALL, frozenset({_port(shared), _port(udp)}))
     assert {s.port for s in sockets} == {_port(shared), _port(udp)}
     assert _inode(other) not in _by_inode(sockets)
@@ -262,7 +238,7 @@ def test_early_exit_finds_the_parent_when_the_child_is_found_first(opened, monke
         scanned.append(pid)
         return real_scan(walk, pid)
 
-    with _forked_holder() as child:
+    with forked_holders() as [child]:
         monkeypatch.setattr(
             _linux, "_pids", lambda: [child] + [p for p in real_pids() if p != child]
         )
@@ -278,7 +254,7 @@ def test_early_exit_finds_siblings_through_a_parent_that_closed_the_socket(opene
     """Holders related only through a non-holding parent (it forked them, then closed it)."""
     srv = _tcp_listener(opened)
     port, inode = _port(srv), _inode(srv)
-    with _forked_holder() as first, _forked_holder() as second:
+    with forked_holders() as [first], forked_holders() as [second]:
         srv.close()
         sockets, hidden = list_sockets(TCP, frozenset({port}))
     assert [(s.inode, s.pids) for s in sockets] == [(inode, tuple(sorted((first, second))))]
@@ -315,7 +291,7 @@ def _pid_fields(users: str) -> list[str]:
 @pytest.mark.skipif(not shutil.which("ss", path="/usr/bin"), reason="needs /usr/bin/ss")
 def test_agrees_with_ss(opened):
     ports = _mixed_sockets(opened)
-    with _forked_holder():
+    with forked_holders():
         ours = {
             (s.proto, s.address, s.port, s.pids) for s in list_sockets(ALL)[0] if s.port in ports
         }

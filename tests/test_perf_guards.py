@@ -9,13 +9,10 @@ what a single thread finds.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ import pytest
 from portinspect import classifier, frameworks, render
 from portinspect.models import Family, ProcessInfo, Proto, Snapshot, Socket
 
-from .support import LOOPBACK4, listening, port_of
+from .support import LOOPBACK4, forked_holders, listening, port_of
 
 LINUX = sys.platform.startswith("linux")
 HEAVY = {"psutil", "tabulate", "rich", "pydantic"}
@@ -170,31 +167,6 @@ def test_envelope_is_the_same_document_with_one_line_per_item() -> None:
 # --- the threaded walk finds what one thread finds ----------------------------------------
 
 
-@contextlib.contextmanager
-def _holders(count: int) -> Iterator[list[int]]:
-    """`count` forked children holding every fd we hold, sockets included."""
-    pids = []
-    r, w = os.pipe()
-    try:
-        for _ in range(count):
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.close(w)
-                    os.read(r, 1)
-                finally:
-                    os._exit(0)
-            pids.append(pid)
-        yield pids
-    finally:
-        os.close(w)
-        os.close(r)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-
-
 @pytest.mark.skipif(not LINUX, reason="Linux walk")
 @pytest.mark.parametrize("early_exit", [False, True], ids=["full walk", "early exit"])
 def test_threaded_walk_finds_what_one_thread_finds(
@@ -202,7 +174,7 @@ def test_threaded_walk_finds_what_one_thread_finds(
 ) -> None:
     from portinspect import _linux
 
-    with listening(LOOPBACK4) as a, listening(LOOPBACK4) as b, _holders(5) as kids:
+    with listening(LOOPBACK4) as a, listening(LOOPBACK4) as b, forked_holders(5) as kids:
         inodes = {os.fstat(a.fileno()).st_ino, os.fstat(b.fileno()).st_ino}
         monkeypatch.setattr(_linux, "_thread_count", lambda pids: 1)
         single = _linux._find_holders(inodes, early_exit=early_exit)

@@ -17,6 +17,7 @@ from portinspect.models import Family, PortRange, Proto
 from .support import (
     LOOPBACK4,
     LOOPBACK6,
+    forked_holders,
     has_ipv6,
     held_by_nobody,
     is_root,
@@ -133,18 +134,8 @@ def test_bound_but_not_listening_tcp_is_not_listed(backend: str) -> None:
 def test_socket_shared_with_a_forked_child_has_both_holders(backend: str) -> None:
     with listening(LOOPBACK4) as sock:
         port = port_of(sock)
-        read_end, write_end = os.pipe()
-        child = os.fork()
-        if child == 0:  # holds the inherited socket until the parent closes the pipe
-            os.close(write_end)
-            os.read(read_end, 1)
-            os._exit(0)
-        os.close(read_end)
-        try:
+        with forked_holders() as [child]:
             li = _only(scan(port, backend=backend), port)
-        finally:
-            os.close(write_end)
-            os.waitpid(child, 0)
     assert {h.process.pid for h in li.holders} == {os.getpid(), child}
     # The parent is the top of the tree, so it comes first.
     assert li.pid == os.getpid()
