@@ -392,30 +392,26 @@ def wait_command(
                 ", ".join(map(str, sorted(wanted))) if len(wanted) <= 8 else f"{len(wanted)} ports"
             )
             _say(f"waiting up to {seconds:g}s for port {shown} to be {condition}")
+
+        def payload(pending: Sequence[int], elapsed: float) -> dict[str, Any]:
+            return {
+                "ports": sorted(wanted),
+                "condition": condition,
+                "timed_out": bool(pending),
+                "pending": list(pending),
+                "elapsed": round(elapsed, 3),
+            }
+
         try:
             result = wait_for(wanted, free=free, timeout=seconds, interval=pause, proto=proto)
         except WaitTimeoutError as exc:
-            payload = {
-                "ports": sorted(wanted),
-                "condition": condition,
-                "timed_out": True,
-                "pending": list(exc.pending),
-                "elapsed": round(exc.elapsed, 3),
-            }
-            return Outcome(exc.exit_status, payload, error=str(exc))
-        payload = {
-            "ports": list(result.ports),
-            "condition": condition,
-            "timed_out": False,
-            "pending": [],
-            "elapsed": round(result.elapsed, 3),
-        }
+            return Outcome(exc.exit_status, payload(exc.pending, exc.elapsed), error=str(exc))
         human = (
             ""
             if quiet
             else f"port {', '.join(map(str, result.ports))} {condition} after {result.elapsed:.2f}s"
         )
-        return Outcome(ExitStatus.OK, payload, human=human)
+        return Outcome(ExitStatus.OK, payload((), result.elapsed), human=human)
 
     return _run("wait", _output(as_json, quiet), body)
 
