@@ -60,9 +60,10 @@ def hostile(
     """(pid, port, argv, cwd) of a real listener whose every visible string is hostile."""
     cwd = os.fsencode(tmp_path_factory.mktemp("hostile")) + b"/" + HOSTILE_CWD
     os.mkdir(cwd)
-    argv = [os.fsencode(sys.executable), b"-c", HOLDER.encode(), HOSTILE_NAME.hex().encode()]
-    argv += HOSTILE_ARGS
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE)
+    # argv[0] is a bare "python" so that what fits in the table's command column does not
+    # depend on where the interpreter lives (CI's venv path is longer than a laptop's).
+    argv = [b"python", b"-c", HOLDER.encode(), HOSTILE_NAME.hex().encode(), *HOSTILE_ARGS]
+    proc = subprocess.Popen(argv, executable=sys.executable, cwd=cwd, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
