@@ -21,7 +21,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from portinspect import __version__, _interrupts, api, render
+from portinspect import __version__, _interrupts, _typer_lean, api, render
 from portinspect.errors import (
     ExitStatus,
     NotListeningError,
@@ -199,7 +199,7 @@ def _past_typer() -> Iterator[None]:
         raise _StdoutClosed from exc
 
 
-class _OneLineErrors(TyperGroup):
+class _OneLineErrors(_typer_lean.LeanParams, TyperGroup):
     """Every failure outside a command's body (parsing, option callbacks, typer itself) as
     one line on stderr, and with --json one JSON document on stdout; usage errors exit 2.
     The command's return value is the exit code."""
@@ -289,7 +289,7 @@ def _output(as_json: bool, quiet: bool) -> Output:
     return Output(as_json=as_json, quiet=quiet, debug=_state.debug)
 
 
-@app.command("list")
+@app.command("list", cls=_typer_lean.LeanCommand)
 def list_command(
     port: Annotated[
         str | None,
@@ -327,7 +327,7 @@ def list_command(
     return _run("list", _output(as_json, quiet), body)
 
 
-@app.command("who")
+@app.command("who", cls=_typer_lean.LeanCommand)
 def who_command(
     port: Annotated[str, typer.Argument(help="The port to diagnose.")],
     as_json: JsonOpt = False,
@@ -359,7 +359,7 @@ def who_command(
     return _run("who", _output(as_json, quiet), body)
 
 
-@app.command("wait")
+@app.command("wait", cls=_typer_lean.LeanCommand)
 def wait_command(
     ports: Annotated[list[str], typer.Argument(help="Ports or ranges: 8000 9000-9002.")],
     timeout: Annotated[
@@ -416,7 +416,7 @@ def wait_command(
     return _run("wait", _output(as_json, quiet), body)
 
 
-@app.command("free")
+@app.command("free", cls=_typer_lean.LeanCommand)
 def free_command(
     near: Annotated[
         str | None,
@@ -513,7 +513,7 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
-@app.command("kill")
+@app.command("kill", cls=_typer_lean.LeanCommand)
 def kill_command(
     ports: Annotated[list[str], typer.Argument(help="Ports or ranges: 8000 8000-8010 8000,8080.")],
     timeout: Annotated[
