@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import subprocess
 import sys
 from collections.abc import Mapping
-from importlib import resources
 
+from portinspect.data import read_text
 from portinspect.frameworks import AppIdentity, SourceReader, identify_app
 from portinspect.models import Holder, Listener, PortRange, ProcessInfo, Proto, Snapshot, Socket
 
@@ -50,6 +49,8 @@ def _linux_ephemeral() -> tuple[int, int] | None:
 
 def _bsd_ephemeral() -> tuple[int, int] | None:
     # Fixed argv, no user input; sysctl is the only portable way to read these on macOS/BSD.
+    import subprocess  # here: 4 ms of imports that Linux never needs
+
     try:
         out = subprocess.run(
             ["sysctl", "-n", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last"],
@@ -87,7 +88,7 @@ def is_ephemeral(port: int, bounds: tuple[int, int] | None = None) -> bool:
 @functools.cache
 def _services() -> dict[tuple[int, str], str]:
     table: dict[tuple[int, str], str] = {}
-    text = resources.files("portinspect.data").joinpath("services.tsv").read_text("utf-8")
+    text = read_text("services.tsv")
     for line in text.splitlines():
         if line.startswith("#") or not line:
             continue

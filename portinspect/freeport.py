@@ -33,11 +33,11 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from portinspect import _interrupts, api, classifier, inputs, scanner
+from portinspect.data import read_text
 from portinspect.errors import NoFreePortError, PortInspectError, UsageError
 from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port
 from portinspect.models import Listener, Proto
@@ -119,7 +119,7 @@ def candidates(near: int, low: int, high: int) -> Iterator[int]:
 @functools.cache
 def unsafe_ports() -> frozenset[int]:
     """Ports browsers refuse to load: the bundled Chromium/Fetch list, data/unsafe_ports.tsv."""
-    text = resources.files("portinspect.data").joinpath("unsafe_ports.tsv").read_text("utf-8")
+    text = read_text("unsafe_ports.tsv")
     return frozenset(
         int(line.split("\t", 1)[0]) for line in text.splitlines() if line and line[0] != "#"
     )

@@ -66,6 +66,13 @@ def _cli(*args: str) -> str:
         pytest.param(
             "from portinspect import scanner\nscanner.collect()", HEAVY | {"typer"}, id="collect"
         ),
+        # A listing in a library needs no subprocess (sysctl is macOS's) and no
+        # importlib.resources (tempfile, zipfile, random: ~12 ms together).
+        pytest.param(
+            "from portinspect import api\napi.scan_result()",
+            HEAVY | {"typer", "subprocess", "tempfile", "zipfile"},
+            id="scan_result",
+        ),
         # pydantic: typer 0.29 imports it (~100 ms) to convert values we parse ourselves.
         pytest.param(_cli("list", "--json"), HEAVY, id="list --json"),
         pytest.param(_cli("list"), HEAVY - {"tabulate"}, id="list"),
