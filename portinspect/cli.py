@@ -13,7 +13,6 @@ import os
 import re
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, NoReturn
@@ -152,6 +151,8 @@ def _emit(command: str, out: Output, outcome: Outcome) -> int:
 
 def _unexpected(exc: BaseException, debug: bool) -> str:
     if debug:
+        import traceback  # here: 2.5 ms of imports that only --debug needs
+
         traceback.print_exception(exc)
     message = render.clean(" ".join(str(exc).split()), 400) or type(exc).__name__
     hint = "" if debug else " (run with --debug for the traceback)"
