@@ -536,6 +536,9 @@ def kill_command(
     force: Annotated[
         bool, typer.Option("--force", help="SIGKILL the whole app tree at once, top first.")
     ] = False,
+    udp: Annotated[
+        bool, typer.Option("--udp", help="Bound UDP sockets on the port count too.")
+    ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
@@ -569,6 +572,7 @@ def kill_command(
                 dry_run=dry_run,
                 confirm=None if yes or dry_run or not _interactive() else ask,
                 on_step=None if quiet else lambda port, step: _say(render.kill_step(port, step)),
+                udp=udp,
             )
         except killer.KillInterrupted as exc:  # Ctrl-C: say what was sent, then stop
             interrupted, outcomes = exc, list(exc.outcomes)

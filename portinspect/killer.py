@@ -71,6 +71,7 @@ _SAME_START = 0.005
 
 _SIGKILL = int(getattr(_signal, "SIGKILL", 9))
 _TCP = frozenset({Proto.TCP})
+_TCP_UDP = frozenset({Proto.TCP, Proto.UDP})
 
 Confirm = Callable[[KillPlan], bool]
 OnStep = Callable[[int, KillStep], None]
@@ -315,8 +316,8 @@ class _Discovery:
     hidden_proxies: list[ProcessInfo] = field(default_factory=list)
 
 
-def _discover(port: int) -> _Discovery:
-    found = _Discovery(api.scan(port, Proto.TCP))
+def _discover(port: int, protos: frozenset[Proto]) -> _Discovery:
+    found = _Discovery(api.scan(port, Proto.TCP if protos == _TCP else None))
     for li in found.listeners:
         for holder in li.holders:
             proc = capture(holder.process)
@@ -457,13 +458,15 @@ def ladder(timeout: float, signum: int, *, force: bool, windows: bool) -> tuple[
     )
 
 
-def port_sockets(ports: frozenset[int]) -> dict[int, frozenset[int | None]]:
-    """port -> inodes of its listening TCP sockets, for the ports of `ports` that have any.
+def port_sockets(
+    ports: frozenset[int], protos: frozenset[Proto] = _TCP
+) -> dict[int, frozenset[int | None]]:
+    """port -> inodes of its listening sockets, for the ports of `ports` that have any.
 
     Sockets only, no holders: on Linux one netlink dump (10 ms at 5,000 listeners),
     where a scan with holders walks /proc (1.2 s at 1,100 processes and 175k fds).
     """
-    return {p: inodes for p, inodes in scanner.listening_sockets(_TCP).items() if p in ports}
+    return {p: inodes for p, inodes in scanner.listening_sockets(protos).items() if p in ports}
 
 
 def alive(proc: psutil.Process) -> bool:
@@ -491,9 +494,11 @@ class _Execution:
         inodes: Iterable[int | None],
         t0: float,
         on_step: OnStep | None,
+        protos: frozenset[Proto] = _TCP,
     ) -> None:
         self.plan = plan
         self.port = plan.port
+        self.protos = protos
         self.lineage = lineage
         self.user = user
         self.privileged = privileged
@@ -617,7 +622,7 @@ class _Execution:
 
     def poll(self) -> bool:
         """True when no listening socket is left on the port, in either family."""
-        sockets = port_sockets(frozenset([self.port])).get(self.port, frozenset())
+        sockets = port_sockets(frozenset([self.port]), self.protos).get(self.port, frozenset())
         self.free = not sockets
         # A socket we have not seen means a holder we do not know: someone re-bound the port.
         self.stranger = None in sockets or not sockets <= self.inodes
@@ -631,7 +636,7 @@ class _Execution:
         Only when a socket we did not know appeared, and for the final report: the walk
         is what costs, and the holders of a known socket are already ours.
         """
-        self.last = scanner.collect([self.port], _TCP)
+        self.last = scanner.collect([self.port], self.protos)
         self.free = not self.last.sockets
         self.inodes |= {s.inode for s in self.last.sockets}
         self.adopt_holders(self.last)
@@ -773,6 +778,7 @@ class _Options:
     user: str | None
     privileged: bool
     t0: float
+    protos: frozenset[Proto] = _TCP
 
 
 def kill_port(
@@ -784,6 +790,7 @@ def kill_port(
     dry_run: bool = False,
     confirm: Confirm | None = None,
     on_step: OnStep | None = None,
+    udp: bool = False,
 ) -> list[KillOutcome]:
     """Stop whatever listens on each port, for good, and prove it; one outcome per port.
 
@@ -792,6 +799,9 @@ def kill_port(
     rest of the app tree and to any new holder; SIGKILL to whatever is left, tops first,
     at most `timeout` seconds after the first signal. Success is a re-scan that finds no
     listening TCP socket on the port, in either family.
+
+    udp: bound UDP sockets count as listening too (a DNS or QUIC dev server); off by
+    default, since a UDP port is often shared by unrelated programs (mDNS on 5353).
 
     force: SIGKILL the whole tree at once, tops first. dry_run: plan only, nothing is
     signalled. confirm(plan): asked before each port is acted on; False skips it
@@ -820,11 +830,12 @@ def kill_port(
         user=user,
         privileged=privileged,
         t0=time.monotonic(),
+        protos=_TCP_UDP if udp else _TCP,
     )
     ports = sorted(wanted)
     outcomes: list[KillOutcome] = []
     try:
-        listening = port_sockets(wanted)
+        listening = port_sockets(wanted, opts.protos)
         for port in ports:
             outcomes.append(_kill_one(port, port in listening, opts))
     except _PortInterrupted as exc:
@@ -903,6 +914,7 @@ def _kill_one(port: int, was_listening: bool, opts: _Options) -> KillOutcome:
         privileged=opts.privileged,
         inodes={li.inode for li in found.listeners},
         t0=opts.t0,
+        protos=opts.protos,
         on_step=opts.on_step,
     )
     stages = ladder(opts.timeout, opts.signum, force=opts.force, windows=WINDOWS)
@@ -911,7 +923,7 @@ def _kill_one(port: int, was_listening: bool, opts: _Options) -> KillOutcome:
 
 def _plan_port(port: int, opts: _Options) -> tuple[KillPlan, _Discovery]:
     """Discover, plan, and check with signal 0 that every target may be signalled."""
-    found = _discover(port)
+    found = _discover(port, opts.protos)
     plan = plan_kill(
         port,
         found.listeners,

@@ -106,6 +106,7 @@ def kill_json(*args: str) -> tuple[int, dict[str, object], str]:
 # command line again as a child that inherits the socket, the way Django's and werkzeug's
 # reloaders do; KEEP=0: the parent closes its own copy (like npm, whose node child alone
 # holds the port). IGNORE_TERM=1: the parent ignores SIGTERM; the child never does.
+# UDP=1: a bound UDP socket instead of a TCP listener; PORT=N: bind N, not a kernel-picked one.
 HOLDER = r"""
 import os, signal, socket, subprocess, time
 env = os.environ
@@ -114,9 +115,11 @@ if env.get("IGNORE_TERM") == "1":
 if env.get("ROLE") == "child":
     sock = socket.socket(fileno=int(env["HOLD_FD"]))
 else:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
+    udp = env.get("UDP") == "1"
+    sock = socket.socket(type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", int(env.get("PORT", "0"))))
+    if not udp:
+        sock.listen()
     port = sock.getsockname()[1]
     if env.get("CHILD") == "1":
         with open("/proc/self/cmdline", "rb") as f:
@@ -696,3 +699,31 @@ def test_kill_frees_a_real_server_for_good(real_server: Server) -> None:
     assert [(s["signal"], s["scope"], s["pids"]) for s in port["steps"]] == [
         ("SIGTERM", "top", [server.pid])
     ]
+
+
+# -- UDP: only with --udp ------------------------------------------------------------------
+
+
+def udp_held(port: int) -> bool:
+    return port in killer.port_sockets(frozenset([port]), frozenset({Proto.UDP}))
+
+
+def test_a_udp_only_port_is_killed_with_udp_and_left_alone_without() -> None:
+    with holding(UDP="1") as h:
+        code, doc, _ = kill_json(str(h.port), "--timeout", KILL_TIMEOUT)
+        assert code == ExitStatus.NOT_LISTENING
+        assert still_running(h.ids) == [h.root.pid] and udp_held(h.port)
+        code, doc, err = kill_json(str(h.port), "--udp", "--timeout", KILL_TIMEOUT)
+        assert code == 0, err
+        assert wait_gone(h.ids) == []
+        assert not udp_held(h.port)
+    [port] = doc["ports"]  # type: ignore[index]
+    assert port["status"] == "freed" and port["signalled"] == [h.root.pid]
+
+
+def test_without_udp_a_udp_socket_on_the_same_port_is_not_touched() -> None:
+    with holding() as tcp, holding(UDP="1", PORT=str(tcp.port)) as udp:
+        code, _, err = kill_json(str(tcp.port), "--timeout", KILL_TIMEOUT)
+        assert code == 0, err
+        assert wait_gone(tcp.ids) == []
+        assert still_running(udp.ids) == [udp.root.pid] and udp_held(tcp.port)
