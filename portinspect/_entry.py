@@ -37,10 +37,12 @@ def _end(code: object) -> NoReturn:
     """
     import atexit
 
-    status = 0 if code is None else code if isinstance(code, int) else 1
-    if not isinstance(code, int | None):
+    if code is None or isinstance(code, int):
+        status = code or 0
+    else:  # sys.exit("message")
         with contextlib.suppress(OSError):
             sys.stderr.write(f"{code}\n")
+        status = 1
     atexit._run_exitfuncs()  # the call Py_Finalize makes first
     try:
         sys.stdout.flush()

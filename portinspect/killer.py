@@ -35,6 +35,7 @@ from portinspect import _interrupts, api, frameworks, render, scanner
 from portinspect.errors import ExitStatus, UsageError
 from portinspect.inputs import check_ports, check_seconds
 from portinspect.models import (
+    ALL_PROTOS,
     ContainerHint,
     Holder,
     KillOutcome,
@@ -71,7 +72,6 @@ _SAME_START = 0.005
 
 _SIGKILL = int(getattr(_signal, "SIGKILL", 9))
 _TCP = frozenset({Proto.TCP})
-_TCP_UDP = frozenset({Proto.TCP, Proto.UDP})
 
 Confirm = Callable[[KillPlan], bool]
 OnStep = Callable[[int, KillStep], None]
@@ -317,7 +317,8 @@ class _Discovery:
 
 
 def _discover(port: int, protos: frozenset[Proto]) -> _Discovery:
-    found = _Discovery(api.scan(port, Proto.TCP if protos == _TCP else None))
+    # api.scan takes one protocol, or None for all of them.
+    found = _Discovery(api.scan(port, None if protos == ALL_PROTOS else next(iter(protos))))
     for li in found.listeners:
         for holder in li.holders:
             proc = capture(holder.process)
@@ -778,7 +779,7 @@ class _Options:
     user: str | None
     privileged: bool
     t0: float
-    protos: frozenset[Proto] = _TCP
+    protos: frozenset[Proto]
 
 
 def kill_port(
@@ -830,7 +831,7 @@ def kill_port(
         user=user,
         privileged=privileged,
         t0=time.monotonic(),
-        protos=_TCP_UDP if udp else _TCP,
+        protos=ALL_PROTOS if udp else _TCP,
     )
     ports = sorted(wanted)
     outcomes: list[KillOutcome] = []
