@@ -19,7 +19,7 @@ import errno
 import os
 import struct
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from portinspect.models import Family, ProcessInfo, Proto, Socket
 
@@ -55,6 +55,18 @@ _REQUEST = struct.Struct("=IHHII BBBx I 48x")
 _DIAG_MSG = struct.Struct("=BB2x2s2s16s40xII")
 _ERRNO = struct.Struct("=i")
 _NO_PORT = b"\0\0"
+_RTATTR = struct.Struct("=HH")  # len, type
+_INET_DIAG_SKV6ONLY = 11
+
+# --- netlink route (linux/rtnetlink.h, linux/if_addr.h): the interfaces' addresses ---------
+_NETLINK_ROUTE = 0
+_RTM_NEWADDR = 20
+_RTM_GETADDR = 22
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+# nlmsghdr + an ifaddrmsg of family AF_UNSPEC: every address of every family.
+_ADDR_REQUEST = struct.Struct("=IHHII B7x")
+_IFA_ADDRESS = 1
+_IFA_LOCAL = 2
 
 # A dump skb is capped at 32 KiB by the kernel (netlink_dump); twice that never truncates,
 # and MSG_TRUNC would tell us if it did.
@@ -163,6 +175,14 @@ def _dump(sock: _socket.socket, proto: Proto, af: int, family: Family) -> list[_
     Only the LISTEN bit for TCP: adding CLOSE (as `ss -l` does) makes the kernel walk the
     whole established hash for nothing (10 ms vs 22 ms at 30k connections, perf.md §7).
     """
+    return [entry for entry, _, _, _ in _diag_messages(sock, proto, af, family)]
+
+
+def _diag_messages(
+    sock: _socket.socket, proto: Proto, af: int, family: Family
+) -> Iterator[tuple[_Entry, bytearray, int, int]]:
+    """Each socket of one dump: its entry, and where its attributes lie in the buffer (valid
+    until the next item is taken)."""
     state = _WANTED_STATE[proto]
     seq = af << 8 | _IPPROTO[proto]
     sock.send(
@@ -178,8 +198,22 @@ def _dump(sock: _socket.socket, proto: Proto, af: int, family: Family) -> list[_
             1 << state,
         )
     )
+    for buf, body, end in _netlink_messages(sock, seq, _SOCK_DIAG_BY_FAMILY, _DIAG_MSG.size):
+        msg_family, msg_state, sport, dport, src, uid, inode = _DIAG_MSG.unpack_from(buf, body)
+        if msg_family == af and msg_state == state and dport == _NO_PORT:
+            address = _socket.inet_ntop(af, src if af == _AF_INET6 else src[:4])
+            port = int.from_bytes(sport, "big")
+            entry = (proto, family, address, port, uid, inode or None)
+            yield entry, buf, body + _DIAG_MSG.size, end
+
+
+def _netlink_messages(
+    sock: _socket.socket, seq: int, kind: int, minimum: int
+) -> Iterator[tuple[bytearray, int, int]]:
+    """The messages of type `kind` (at least `minimum` bytes of body) that answer the request
+    numbered `seq`, as (buffer, body offset, end offset), until NLMSG_DONE; an error answer
+    raises OSError. The buffer is reused: each item is valid until the next is taken."""
     buf = bytearray(_RECV_BUFFER)
-    entries: list[_Entry] = []
     while True:
         size = sock.recv_into(buf, 0, _MSG_TRUNC)
         if size > len(buf):
@@ -188,28 +222,113 @@ def _dump(sock: _socket.socket, proto: Proto, af: int, family: Family) -> list[_
             raise OSError(errno.EPIPE, "netlink dump ended without NLMSG_DONE")
         offset = 0
         while offset + _NLMSG_HDR.size <= size:
-            length, kind, _flags, msg_seq, _pid = _NLMSG_HDR.unpack_from(buf, offset)
+            length, msg_kind, _flags, msg_seq, _pid = _NLMSG_HDR.unpack_from(buf, offset)
             if length < _NLMSG_HDR.size or offset + length > size:
                 raise OSError(errno.EBADMSG, "malformed netlink message")
             body = offset + _NLMSG_HDR.size
             if msg_seq != seq:
                 pass  # the tail of an earlier dump that timed out on this socket
-            elif kind == _NLMSG_DONE:
+            elif msg_kind == _NLMSG_DONE:
                 # Since 4.x DONE carries the dump's return value; a negative one is an error.
                 if length >= _NLMSG_HDR.size + _ERRNO.size:
                     _raise_if_error(_ERRNO.unpack_from(buf, body)[0])
-                return entries
-            elif kind == _NLMSG_ERROR:
+                return
+            elif msg_kind == _NLMSG_ERROR:
                 _raise_if_error(_ERRNO.unpack_from(buf, body)[0])
-            elif kind == _SOCK_DIAG_BY_FAMILY and length >= _NLMSG_HDR.size + _DIAG_MSG.size:
-                msg_family, msg_state, sport, dport, src, uid, inode = _DIAG_MSG.unpack_from(
-                    buf, body
-                )
-                if msg_family == af and msg_state == state and dport == _NO_PORT:
-                    address = _socket.inet_ntop(af, src if af == _AF_INET6 else src[:4])
-                    port = int.from_bytes(sport, "big")
-                    entries.append((proto, family, address, port, uid, inode or None))
+            elif msg_kind == kind and length >= _NLMSG_HDR.size + minimum:
+                yield buf, body, offset + length
             offset += (length + 3) & ~3  # NLMSG_ALIGN
+
+
+def _attributes(buf: bytearray, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """The netlink attributes (struct rtattr) in buf[start:end]: (type, data start, data end)."""
+    while start + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(buf, start)
+        if length < _RTATTR.size or start + length > end:
+            return
+        yield kind, start + _RTATTR.size, start + length
+        start += (length + 3) & ~3  # RTA_ALIGN
+
+
+def listening_endpoints(
+    protos: frozenset[Proto], ports: frozenset[int] | None = None
+) -> list[Socket]:
+    """Every listening TCP / unconnected UDP socket with its address, and for IPv6 whether it
+    is IPv6-only; no holders looked for (`wait` needs where a socket accepts, not who holds it).
+
+    The kernel adds INET_DIAG_SKV6ONLY to every IPv6 socket of a dump (since 4.x): an IPv6
+    wildcard without it takes IPv4 connections too, which /proc/net/tcp6 does not show. So
+    v6only is None where the dump fails and /proc/net answers instead. With `ports`, only
+    sockets on those ports (a wait polls this: no object for the other listeners).
+    """
+
+    def mine(entries: Iterable[_Entry]) -> list[Socket]:
+        return [_endpoint(e, None) for e in entries if ports is None or e[3] in ports]
+
+    try:
+        sock = _netlink_socket()
+    except OSError:
+        return mine(_sockets_from_procfs(protos))
+    found: list[Socket] = []
+    try:
+        for proto in sorted(protos):
+            for af, family in _FAMILIES:
+                try:
+                    found += [
+                        _endpoint(entry, _v6only(buf, start, end) if af == _AF_INET6 else None)
+                        for entry, buf, start, end in _diag_messages(sock, proto, af, family)
+                        if ports is None or entry[3] in ports
+                    ]
+                except OSError:  # no udp_diag: this file from /proc/net
+                    found += mine(_parse_proc_net(proto, family))
+    finally:
+        sock.close()
+    return found
+
+
+def _endpoint(entry: _Entry, v6only: bool | None) -> Socket:
+    proto, family, address, port, uid, inode = entry
+    return Socket(proto, family, address, port, uid=uid, inode=inode, v6only=v6only)
+
+
+def _v6only(buf: bytearray, start: int, end: int) -> bool | None:
+    for kind, data, data_end in _attributes(buf, start, end):
+        if kind == _INET_DIAG_SKV6ONLY and data_end > data:
+            return bool(buf[data])
+    return None
+
+
+def interface_addresses() -> set[str]:
+    """The IP addresses of this machine's interfaces (RTM_GETADDR), loopback's included.
+
+    IFA_LOCAL is the address of this end where it differs from IFA_ADDRESS (the peer of a
+    point-to-point link), so it wins when both are there.
+    """
+    sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM, _NETLINK_ROUTE)
+    sock.settimeout(_NETLINK_TIMEOUT)
+    seq = 1
+    found: set[str] = set()
+    try:
+        sock.send(
+            _ADDR_REQUEST.pack(
+                _ADDR_REQUEST.size, _RTM_GETADDR, _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0, 0
+            )
+        )
+        for buf, body, end in _netlink_messages(sock, seq, _RTM_NEWADDR, _IFADDRMSG.size):
+            af = buf[body]
+            size = {_AF_INET: 4, _AF_INET6: 16}.get(af)
+            if size is None:
+                continue
+            addresses: dict[int, bytes] = {}
+            for kind, data, data_end in _attributes(buf, body + _IFADDRMSG.size, end):
+                if kind in (_IFA_ADDRESS, _IFA_LOCAL) and data_end - data == size:
+                    addresses[kind] = bytes(buf[data:data_end])
+            raw = addresses.get(_IFA_LOCAL) or addresses.get(_IFA_ADDRESS)
+            if raw is not None:
+                found.add(_socket.inet_ntop(af, raw))
+    finally:
+        sock.close()
+    return found
 
 
 def _raise_if_error(code: int) -> None:

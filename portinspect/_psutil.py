@@ -145,3 +145,13 @@ def list_sockets(
             uid = _uid_of(ordered[0]) if ordered else None
             sockets.append(Socket(proto_, family, address, port, uid=uid, pids=ordered))
     return sockets, hidden
+
+
+def interface_addresses() -> set[str]:
+    """The IP addresses of this machine's interfaces, loopback's included."""
+    return {
+        addr.address.split("%")[0]  # an IPv6 link-local address carries its zone
+        for addrs in psutil.net_if_addrs().values()
+        for addr in addrs
+        if addr.family in _FAMILIES
+    }

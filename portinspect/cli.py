@@ -20,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from portinspect import __version__, _interrupts, _typer_lean, api, render
+from portinspect import __version__, _interrupts, _typer_lean, api, render, waiter
 from portinspect.errors import (
     ExitStatus,
     NotListeningError,
@@ -29,13 +29,13 @@ from portinspect.errors import (
     WaitTimeoutError,
 )
 from portinspect.inputs import (
-    check_proto,
     parse_port,
     parse_port_spec,
-    parse_port_specs,
     parse_seconds,
+    parse_targets,
 )
-from portinspect.waiter import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL, wait_for
+from portinspect.models import TargetReport
+from portinspect.waiter import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL
 
 # click is vendored by recent typer and external in older ones; reach its exception
 # classes through typer's public BadParameter so both work.
@@ -360,61 +360,131 @@ def who_command(
     return _run("who", _output(as_json, quiet), body)
 
 
-@app.command("wait", cls=_typer_lean.LeanCommand)
+_WAIT_COMMAND = "portinspect.wait.command"
+
+
+class _WaitCommand(_typer_lean.LeanCommand):
+    """`wait TARGET... [-- COMMAND...]`: what follows the first `--` is the command to run;
+    click would take it for more targets."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta[_WAIT_COMMAND] = args[cut + 1 :]
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+@app.command("wait", cls=_WaitCommand)
 def wait_command(
-    ports: Annotated[list[str], typer.Argument(help="Ports or ranges: 8000 9000-9002.")],
-    timeout: Annotated[
-        str,
-        typer.Option(
-            "--timeout", "-t", metavar="SECONDS", help="Give up after SECONDS (exit 124)."
+    ctx: typer.Context,
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TARGET...",
+            help="PORT (or 9000-9002), HOST:PORT, [IPV6]:PORT, tcp://HOST:PORT,"
+            " http(s)://HOST[:PORT]/PATH.",
         ),
-    ] = f"{DEFAULT_TIMEOUT:g}",
+    ],
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            "-t",
+            metavar="SECONDS",
+            help=f"Give up after SECONDS (exit 124); default {DEFAULT_TIMEOUT:g}, 0 checks once.",
+        ),
+    ] = None,
+    forever: Annotated[bool, typer.Option("--forever", help="Wait without a time limit.")] = False,
     free: Annotated[
         bool, typer.Option("--free", help="Wait until nothing listens instead.")
     ] = False,
     interval: Annotated[
         str, typer.Option("--interval", metavar="SECONDS", help="Seconds between polls.")
     ] = f"{DEFAULT_INTERVAL:g}",
-    proto: Annotated[str | None, typer.Option("--proto", help="tcp or udp.")] = None,
+    proto: Annotated[str | None, typer.Option("--proto", help="tcp (the default) or udp.")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
-    """Wait until every PORT has a listener (or, with --free, none has)."""
-    condition = "free" if free else "listening"
+    """Wait until every TARGET is ready (or, with --free, has no listener); then run
+    `-- COMMAND...` if given, and exit with its status."""
+    command: list[str] | None = ctx.meta.get(_WAIT_COMMAND)
+    done: list[str] = []  # the ready line, for stderr when a command takes stdout over
 
     def body() -> Outcome:
-        # Every argument is checked before the "waiting" line: bad input is one line.
-        wanted = parse_port_specs(ports)
-        seconds = parse_seconds(timeout, "--timeout")
-        pause = parse_seconds(interval, "--interval", minimum=MIN_INTERVAL)
-        check_proto(proto)
-        if not quiet:
-            shown = (
-                ", ".join(map(str, sorted(wanted))) if len(wanted) <= 8 else f"{len(wanted)} ports"
-            )
-            _say(f"waiting up to {seconds:g}s for port {shown} to be {condition}")
+        from portinspect.errors import UsageError
 
-        def payload(pending: Sequence[int], elapsed: float) -> dict[str, Any]:
-            return {
-                "ports": sorted(wanted),
-                "condition": condition,
-                "timed_out": bool(pending),
-                "pending": list(pending),
-                "elapsed": round(elapsed, 3),
-            }
+        # Every argument is checked before the "waiting" line: bad input is one line.
+        if forever and timeout is not None:
+            raise UsageError("--forever and --timeout exclude each other")
+        given = f"{DEFAULT_TIMEOUT:g}" if timeout is None else timeout
+        seconds = None if forever else parse_seconds(given, "--timeout")
+        pause = parse_seconds(interval, "--interval", minimum=MIN_INTERVAL)
+        if command is not None and not command:
+            raise UsageError("nothing to run after --")
+        if command is not None and as_json:
+            raise UsageError("--json cannot go with -- COMMAND: the command writes to stdout")
+        wanted = waiter.validate(parse_targets(targets), free=free, proto=proto)
+        if not quiet:
+            _say(render.wait_start(wanted, seconds, free=free))
+
+        def progress(report: TargetReport) -> None:
+            line = render.wait_progress(report)
+            if line is not None:
+                _say(line)
 
         try:
-            result = wait_for(wanted, free=free, timeout=seconds, interval=pause, proto=proto)
+            result = waiter.wait_for(
+                wanted,
+                free=free,
+                timeout=seconds,
+                interval=pause,
+                proto=proto,
+                on_update=None if quiet else progress,
+            )
         except WaitTimeoutError as exc:
-            return Outcome(exc.exit_status, payload(exc.pending, exc.elapsed), error=str(exc))
-        human = (
-            ""
-            if quiet
-            else f"port {', '.join(map(str, result.ports))} {condition} after {result.elapsed:.2f}s"
-        )
-        return Outcome(ExitStatus.OK, payload((), result.elapsed), human=human)
+            payload = exc.result.to_dict() if exc.result is not None else {}
+            return Outcome(exc.exit_status, payload, error=str(exc))
+        human = "" if quiet else render.wait_done(result)
+        if command is not None:
+            done.append(human)
+            human = ""
+        return Outcome(ExitStatus.OK, result.to_dict(), human=human)
 
-    return _run("wait", _output(as_json, quiet), body)
+    status = _run("wait", _output(as_json, quiet), body)
+    if status != ExitStatus.OK or command is None:
+        return status
+    for line in filter(None, done):
+        _say(line)
+    return _run_command(command)
+
+
+def _run_command(argv: list[str]) -> int:
+    """Become the command, as wait-for-it's `exec "$@"`: its exit status and the signals sent
+    to it are its own, and no process of ours stays in between. No shell: argv as given."""
+    import signal
+
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if sys.platform == "win32":  # exec there starts a new process and ends this one early
+        import subprocess
+
+        return subprocess.call(argv)
+    # Python ignores these for itself; a program run from a shell expects the defaults
+    # (`yes | head -1` must end by SIGPIPE, not loop on EPIPE).
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 (no shell on purpose: argv as the user gave it)
+    except OSError as exc:
+        missing = isinstance(exc, FileNotFoundError)
+        status = ExitStatus.COMMAND_NOT_FOUND if missing else ExitStatus.CANNOT_RUN
+        reason = "command not found" if missing else (exc.strerror or str(exc))
+        _say(f"cannot run {render.clean(argv[0], 80)!r}: {reason}")
+        return status
+    raise AssertionError("unreachable: execvp returned")  # pragma: no cover
 
 
 @app.command("free", cls=_typer_lean.LeanCommand)

@@ -8,6 +8,10 @@ ExitStatus, psutil's errors that carry pid/port context).
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from portinspect.models import WaitResult
 
 
 class ExitStatus(IntEnum):
@@ -19,6 +23,8 @@ class ExitStatus(IntEnum):
     STILL_HELD = 5  # the port is still held after `kill`
     NO_FREE_PORT = 6  # no free port in the range
     TIMEOUT = 124  # `wait` timed out (the timeout(1) convention)
+    CANNOT_RUN = 126  # `wait -- COMMAND`: the command is not executable (the shell's code)
+    COMMAND_NOT_FOUND = 127  # `wait -- COMMAND`: no such command (the shell's code)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
@@ -62,7 +68,15 @@ class NoFreePortError(PortInspectError):
 class WaitTimeoutError(PortInspectError):
     exit_status = ExitStatus.TIMEOUT
 
-    def __init__(self, message: str, *, pending: tuple[int, ...], elapsed: float) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        pending: tuple[int, ...],
+        elapsed: float,
+        result: WaitResult | None = None,
+    ) -> None:
         super().__init__(message, port=pending[0] if pending else None)
         self.pending = pending  # the ports whose condition did not hold in time
         self.elapsed = elapsed
+        self.result = result  # every target's report, as wait_for would have returned it

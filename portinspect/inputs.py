@@ -1,5 +1,6 @@
 """Parsing and checking of what users give us: ports (8000, 8000-8010, 8000,8080),
-protocols, durations and counts, from the command line (text) or the library (values).
+protocols, durations, counts and wait targets (db:5432, [::1]:8000, http://host/health),
+from the command line (text) or the library (values).
 
 Strict on purpose: only ASCII digits count ("８０００" and "1e3" are not ports, "inf" is
 no timeout), and every failure is a UsageError whose message fits on one line.
@@ -12,7 +13,7 @@ import re
 from collections.abc import Iterable
 
 from portinspect.errors import UsageError
-from portinspect.models import ALL_PROTOS, Proto
+from portinspect.models import ALL_PROTOS, Proto, WaitTarget
 
 MIN_PORT = 1
 MAX_PORT = 65535
@@ -144,3 +145,142 @@ def parse_count(text: str, what: str, maximum: int) -> int:
     if not (stripped.isascii() and stripped.isdigit()) or len(stripped) > len(str(maximum)):
         raise UsageError(f"invalid {what} {_shown(text)}: expected a number from 1 to {maximum}")
     return check_count(int(stripped), what, maximum)
+
+
+# --- wait targets ---------------------------------------------------------------------------
+
+TARGET_FORMS = "PORT, HOST:PORT, [IPV6]:PORT, tcp://HOST:PORT or http(s)://HOST[:PORT]/PATH"
+_DEFAULT_PORTS = {"tcp": None, "http": 80, "https": 443}
+# One label of a host name as resolvers take it: letters, digits, hyphens, and underscores
+# (compose and Kubernetes service names use them; DNS itself does not forbid them).
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+# What a path and query may hold (RFC 3986 unreserved, sub-delims, ':', '@', '/', '?', '%'):
+# no blanks, controls or raw non-ASCII, which would end up in the request line as typed.
+_URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*")
+
+
+def _target_error(text: str, why: str) -> UsageError:
+    return UsageError(f"invalid target {_shown(text)}: {why}")
+
+
+def parse_host(host: str, text: str) -> str:
+    """A host as typed in a target: localhost, an IP address (canonical) or a host name."""
+    import ipaddress  # here: 4 ms that only targets with a host need
+
+    if not host:
+        raise _target_error(text, f"no host before the port; expected {TARGET_FORMS}")
+    if host.lower().rstrip(".") == "localhost":
+        return "localhost"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # the kernel takes ::ffff:a.b.c.d as IPv4 a.b.c.d
+        if address.is_unspecified:
+            raise _target_error(
+                text, f"{address} means any address; wait for PORT or 127.0.0.1:PORT instead"
+            )
+        return str(address)
+    if ":" in host:
+        raise _target_error(text, "write an IPv6 address in brackets, as in [::1]:8000")
+    if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+        raise _target_error(text, "not a host name or an IP address")
+    if host.rstrip(".").rpartition(".")[2].isdigit():
+        # 300.1.1.1 or 127.1: no top-level domain is all digits (RFC 3696), and the C
+        # resolver would read some of these as IPv4 addresses in shorthand.
+        raise _target_error(text, "not a host name or an IP address")
+    return host.lower()
+
+
+def _split_host_port(authority: str, text: str) -> tuple[str, str | None]:
+    """'host:port', '[v6]:port', 'host' -> (host, port text or None)."""
+    if authority.startswith("["):
+        inner, bracket, rest = authority[1:].partition("]")
+        if not bracket or ":" not in inner:
+            raise _target_error(text, "brackets hold an IPv6 address, as in [::1]:8000")
+        if rest and not rest.startswith(":"):
+            raise _target_error(text, f"expected {TARGET_FORMS}")
+        return inner, rest[1:] if rest else None
+    if authority.count(":") > 1:
+        raise _target_error(text, "write an IPv6 address in brackets, as in [::1]:8000")
+    host, colon, port = authority.partition(":")
+    return host, port if colon else None
+
+
+def _parse_url(text: str, stripped: str) -> WaitTarget:
+    scheme, _, rest = stripped.partition("://")
+    scheme = scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise _target_error(text, f"unsupported scheme {_shown(scheme)}; use tcp, http or https")
+    rest = rest.partition("#")[0]  # a fragment never goes to the server
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
+    authority, path = rest[:cut], rest[cut:]
+    if "@" in authority:
+        raise _target_error(text, "credentials in a URL are not supported")
+    host, port_text = _split_host_port(authority, text)
+    port = _DEFAULT_PORTS[scheme] if port_text is None else parse_port(port_text)
+    if port is None:
+        raise _target_error(text, "tcp:// needs a port, as in tcp://db:5432")
+    if scheme == "tcp":
+        if path not in ("", "/"):
+            raise _target_error(text, "tcp:// takes no path")
+        return WaitTarget(port=port, host=parse_host(host, text))
+    if not _URL_PATH.fullmatch(path):
+        raise _target_error(text, "the path may hold only URL characters (escape others as %XX)")
+    if path.startswith("?"):
+        path = "/" + path
+    return WaitTarget(port=port, host=parse_host(host, text), scheme=scheme, path=path or "/")
+
+
+def parse_target(text: str) -> tuple[WaitTarget, ...]:
+    """One target as typed: PORT (or a range or list of them: 9000-9002, 8000,8080),
+    HOST:PORT, [IPV6]:PORT, tcp://HOST:PORT or http(s)://HOST[:PORT]/PATH."""
+    stripped = text.strip(_BLANKS)
+    if "://" in stripped:
+        return (_parse_url(text, stripped),)
+    if ":" not in stripped and "[" not in stripped:
+        if stripped and not any(c in "0123456789-, \t" for c in stripped):
+            raise _target_error(text, f"no port; expected {TARGET_FORMS}")
+        return tuple(WaitTarget(port=port) for port in sorted(parse_port_spec(text)))
+    host, port_text = _split_host_port(stripped, text)
+    if port_text is None:
+        raise _target_error(text, f"no port; expected {TARGET_FORMS}")
+    if "-" in port_text or "," in port_text:
+        raise _target_error(text, "ranges and lists are for bare ports: 9000-9002")
+    port = parse_port(port_text)
+    return (WaitTarget(port=port, host=parse_host(host, text)),)
+
+
+def parse_targets(texts: Iterable[str]) -> tuple[WaitTarget, ...]:
+    """Several targets as typed (`wait 8000 db:5432`), each once, in the order given."""
+    found: dict[WaitTarget, None] = {}
+    for text in texts:
+        found.update(dict.fromkeys(parse_target(text)))
+    if not found:
+        raise UsageError("no target to wait for")
+    return tuple(found)
+
+
+def check_targets(targets: object) -> tuple[WaitTarget, ...]:
+    """Targets given to the library: a port (int), a target as typed (str), a WaitTarget, or an
+    iterable of them."""
+    if isinstance(targets, (int, str, WaitTarget)):
+        targets = [targets]
+    if isinstance(targets, bytes) or not isinstance(targets, Iterable):
+        raise UsageError(f"invalid targets {targets!r}: expected ports, strings or WaitTargets")
+    found: dict[WaitTarget, None] = {}
+    for item in targets:
+        if isinstance(item, WaitTarget):
+            found[item] = None
+        elif isinstance(item, str):
+            found.update(dict.fromkeys(parse_target(item)))
+        elif is_port(item):
+            found[WaitTarget(port=item)] = None
+        else:
+            raise UsageError(f"invalid target {item!r}: a port runs from 1 to 65535")
+    if not found:
+        raise UsageError("no target to wait for")
+    return tuple(found)

@@ -13,7 +13,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from portinspect.frameworks import member_role
-from portinspect.models import KillOutcome, KillPlan, KillStep, Listener, ProcessInfo
+from portinspect.models import (
+    KillOutcome,
+    KillPlan,
+    KillStep,
+    Listener,
+    ProcessInfo,
+    TargetReport,
+    WaitResult,
+    WaitTarget,
+)
 
 SCHEMA_VERSION = 1
 CMDLINE_WIDTH = 60
@@ -319,3 +328,62 @@ def kill_outcome(outcome: KillOutcome) -> str:
     prefix = f"port {outcome.port}"
     # Messages that already name the port ("nothing is listening on port 8000") stand alone.
     return text if re.search(rf"\bport {outcome.port}\b", text) else f"{prefix}: {text}"
+
+
+# --- wait -------------------------------------------------------------------------------------
+
+_WAIT_LISTED = 8  # targets named one by one; beyond, a count
+
+
+def _targets_text(targets: Sequence[WaitTarget]) -> str:
+    if all(t.host is None for t in targets):  # bare ports, worded as they always were
+        if len(targets) > _WAIT_LISTED:
+            return f"{len(targets)} ports"
+        return "port " + ", ".join(str(t.port) for t in targets)
+    if len(targets) > _WAIT_LISTED:
+        return f"{len(targets)} targets"
+    return ", ".join(map(str, targets))
+
+
+def wait_start(targets: Sequence[WaitTarget], timeout: float | None, *, free: bool) -> str:
+    """The line `wait` starts with: what it waits for, and how long at most."""
+    limit = "without a time limit" if timeout is None else f"up to {timeout:g}s"
+    bare = all(t.host is None for t in targets)
+    condition = "free" if free else "listening" if bare else "ready"
+    return clean(f"waiting {limit} for {_targets_text(targets)} to be {condition}")
+
+
+def wait_progress(report: TargetReport) -> str | None:
+    """A progress line when a target's reason for not being ready is worth telling: a probe's
+    failure (cannot resolve, refused, HTTP 503), or a listener on the wrong address. The plain
+    "not listening" of a port of this machine is what the start line already said."""
+    if report.ready or report.error is None:
+        return None
+    if report.error in ("not listening", "still listening") or report.error.startswith("still "):
+        return None
+    return clean(f"{report.target}: not ready yet: {report.error}")
+
+
+def _how(report: TargetReport) -> str:
+    steps = [step.replace("-", " ") for step in report.via]
+    if report.http_status is not None:
+        steps[-1] = f"HTTP {report.http_status}"
+    where = (
+        f" at {report.address}" if report.address and report.target.host != report.address else ""
+    )
+    return ", ".join(steps) + where
+
+
+def wait_done(result: WaitResult) -> str:
+    """What `wait` prints when every target is ready (or free)."""
+    reports = result.targets
+    state = "free" if result.free else "listening"
+    if all(r.target.host is None for r in reports) or len(reports) > _WAIT_LISTED:
+        shown = _targets_text([r.target for r in reports])
+        if len(reports) > _WAIT_LISTED and not all(r.target.host is None for r in reports):
+            state = "free" if result.free else "ready"
+        return f"{shown} {state} after {result.elapsed:.2f}s"
+    state = "free" if result.free else "ready"
+    return "\n".join(
+        clean(f"{r.target} {state} after {r.ready_after or 0.0:.2f}s ({_how(r)})") for r in reports
+    )

@@ -121,6 +121,50 @@ def listening_sockets(
     return {port: frozenset(inodes) for port, inodes in found.items()}
 
 
+def listening_addresses(
+    protos: Iterable[Proto] = ALL_PROTOS,
+    ports: Iterable[int] | None = None,
+    *,
+    backend: str | None = None,
+) -> list[Socket]:
+    """The listening sockets (optionally only on `ports`) with their addresses, of any user,
+    without looking for the owners: where a connection would be accepted, not who takes it.
+
+    On Linux each IPv6 socket says whether it is IPv6-only (Socket.v6only); None elsewhere.
+    `wait` polls this: one netlink dump, no walk over the processes' fds.
+    """
+    wanted = frozenset(protos)
+    only = frozenset(ports) if ports is not None else None
+
+    def linux() -> list[Socket]:
+        from portinspect import _linux
+
+        return _linux.listening_endpoints(wanted, only)
+
+    def portable() -> list[Socket]:
+        from portinspect import _psutil
+
+        return _psutil.list_sockets(wanted, only)[0]
+
+    return _via_backend(backend, linux, portable)
+
+
+def local_addresses(*, backend: str | None = None) -> frozenset[str]:
+    """The IP addresses of this machine's interfaces, loopback's included (127.0.0.1, ::1)."""
+
+    def linux() -> set[str]:
+        from portinspect import _linux
+
+        return _linux.interface_addresses()
+
+    def portable() -> set[str]:
+        from portinspect import _psutil
+
+        return _psutil.interface_addresses()
+
+    return frozenset(_via_backend(backend, linux, portable))
+
+
 def _env_markers(proc: psutil.Process) -> dict[str, str]:
     import psutil
 
