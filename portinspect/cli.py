@@ -482,7 +482,7 @@ def _run_command(argv: list[str]) -> int:
         missing = isinstance(exc, FileNotFoundError)
         status = ExitStatus.COMMAND_NOT_FOUND if missing else ExitStatus.CANNOT_RUN
         reason = "command not found" if missing else (exc.strerror or str(exc))
-        _say(f"cannot run {render.clean(argv[0], 80)!r}: {reason}")
+        _say(f"cannot run {render.clean(argv[0], 200)!r}: {reason}")
         return status
     raise AssertionError("unreachable: execvp returned")  # pragma: no cover
 
