@@ -8,9 +8,10 @@ echo "using port $PORT"
 
 python3 -m http.server "$PORT" --bind 127.0.0.1 --directory "${SITE_DIR:-.}" >/dev/null 2>&1 &
 
-# Exit 124 if the server does not listen within 30 s; the socket table is read, so a
-# server on 127.0.0.1, ::1 or a wildcard is seen alike.
-portinspect wait "$PORT" --timeout 30
+# Exit 124 if nothing accepts on 127.0.0.1 within 30 s (the socket table is read: the
+# address counts, so a server on ::1 only would not do for the curl below), then a GET
+# that must answer below 500. A service in another container: `portinspect wait db:5432`.
+portinspect wait "http://127.0.0.1:$PORT/" --timeout 30
 
 curl --fail --silent --show-error "http://127.0.0.1:$PORT/" >/dev/null
 
