@@ -210,10 +210,14 @@ class _Checker:
             found = self._resolver.resolve(target.host, target.port, budget)
         except probes.ProbeFailed as exc:
             return _Check(False, (RESOLVE,), error=str(exc), networked=True)
-        addresses = tuple(_canonical(probes.address_text(a)) for a in found)
-        local = frozenset(a for a in addresses if _is_loopback(a) or a in self.local_ips())
-        # Each address as it is: this machine's by the table, others by a probe.
-        check = self._mixed(target, addresses, local, deadline)
+        # Each address as it is: this machine's by the table (in the table's spelling),
+        # others by a probe (as resolved: an IPv6 link-local address keeps its zone).
+        addresses: list[tuple[str, bool]] = []
+        for raw in map(probes.address_text, found):
+            canonical = _canonical(raw)
+            local = _is_loopback(canonical) or canonical in self.local_ips()
+            addresses.append((canonical, True) if local else (raw, False))
+        check = self._mixed(target, addresses, deadline)
         return _Check(
             check.ready,
             (RESOLVE, *check.via),
@@ -224,13 +228,14 @@ class _Checker:
         )
 
     def _mixed(
-        self, target: WaitTarget, addresses: tuple[str, ...], local: frozenset[str], deadline: float
+        self, target: WaitTarget, addresses: list[tuple[str, bool]], deadline: float
     ) -> _Check:
+        """The first of a name's addresses that is ready, in the resolver's order."""
         reasons: list[str] = []
         last = _Check(False, ())
-        for address in addresses:
+        for address, local in addresses:
             budget = max(deadline - time.monotonic(), 0.05)
-            last = self._at(target, (address,), address in local, budget)
+            last = self._at(target, (address,), local, budget)
             if last.ready:
                 return last
             reasons.append(f"{address}: {last.error}" if len(addresses) > 1 else str(last.error))

@@ -88,8 +88,15 @@ class NetnsPair:
 
     def start_remote(self, script: str, *args: str) -> subprocess.Popen[str]:
         """A Python script on the remote host; returns once it printed its first line."""
+        return self._start(self.remote(sys.executable, "-c", script, *args))
+
+    def start_client(self, script: str, *args: str) -> subprocess.Popen[str]:
+        """A Python script in the client's namespace (a server on the client's own machine)."""
+        return self._start(self.client(sys.executable, "-c", script, *args))
+
+    def _start(self, argv: list[str]) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            self.remote(sys.executable, "-c", script, *args),
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

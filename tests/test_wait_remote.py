@@ -156,3 +156,32 @@ def test_a_name_that_resolves_late_then_a_command_runs(
     assert code == 3, err
     assert out == "connected\n"
     assert f"{name}:{free_port} ready after" in err
+
+
+def test_a_name_of_this_machine_is_decided_by_the_socket_table(
+    pair: NetnsPair, free_port: int
+) -> None:
+    # self.invalid is ::1 in the client's hosts file; its server listens on 127.0.0.1 only.
+    with pair.hosts.open("a") as hosts:
+        hosts.write("::1 self.invalid\n")
+    pair.start_client(TCP_SERVER, "127.0.0.1", str(free_port))
+    target = f"self.invalid:{free_port}"
+    late = Waiter(pair, target, "--timeout", "0.5", "--json")
+    try:
+        code, out, _ = late.finish()
+    finally:
+        late.stop()
+    assert code == ExitStatus.TIMEOUT
+    [report] = json.loads(out)["targets"]
+    assert report["via"] == ["resolve", "socket-table"]  # resolved to this machine: no probe
+    assert report["error"] == "not listening on ::1 (only on 127.0.0.1)"
+
+    pair.start_client(TCP_SERVER, "::1", str(free_port))
+    ready = Waiter(pair, target, "--timeout", "30", "--json")
+    try:
+        code, out, _ = ready.finish()
+    finally:
+        ready.stop()
+    assert code == 0
+    [report] = json.loads(out)["targets"]
+    assert report["via"] == ["resolve", "socket-table"] and report["address"] == "::1"
