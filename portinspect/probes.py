@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 
 from portinspect import __version__
 
-# The longest one attempt (a lookup, a connect, a GET) may take before it counts as failed.
-ATTEMPT_SECONDS = 2.0
 _REASON_WIDTH = 120
 
 

@@ -48,6 +48,12 @@ MIN_INTERVAL = 0.001
 # Probes of other hosts back off from `interval`, doubling, to one attempt a second: the
 # pace of wait-for-it, and a service that comes up is seen within a second.
 MAX_BACKOFF = 1.0
+# The longest one attempt (a lookup, a connect, a GET) may take before it counts as failed:
+# a LAN or a compose network answers in milliseconds, and a lookup still running after it is
+# waited on again by the next attempt (probes.Resolver), so no work is lost.
+ATTEMPT_SECONDS = 2.0
+# The least an attempt is given near the deadline (and with timeout 0, which checks once).
+MIN_ATTEMPT_SECONDS = 0.25
 # What localhost stands for. Not resolved: /etc/hosts often maps it to one family only,
 # while a server on either loopback is on "this machine" for anyone who types localhost.
 LOCALHOST = ("127.0.0.1", "::1")
@@ -284,7 +290,7 @@ class _Checker:
         from portinspect import probes
 
         try:
-            probes.connect(probes.address_of(address, port), min(budget, probes.ATTEMPT_SECONDS))
+            probes.connect(probes.address_of(address, port), budget)
         except probes.ProbeFailed:
             return False
         return True
@@ -422,8 +428,6 @@ def _loop(
     pause: float,
     on_update: Update | None,
 ) -> WaitResult:
-    from portinspect import probes
-
     start = time.monotonic()
     polls = 0
     while True:
@@ -434,7 +438,7 @@ def _loop(
             if item.ready_after is not None or item.due > now:
                 continue
             left = math.inf if limit is None else limit - now
-            budget = min(probes.ATTEMPT_SECONDS, max(left, 0.25))
+            budget = min(ATTEMPT_SECONDS, max(left, MIN_ATTEMPT_SECONDS))
             check = checker.check(item.plan, budget)
             item.attempts += 1
             seen = time.monotonic() - start

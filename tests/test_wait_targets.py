@@ -38,6 +38,7 @@ from .support import (
     run_in_namespace,
 )
 from .test_hostile_input import assert_one_line_usage_error
+from .test_perf_guards import _cli, _modules_after
 
 runner = CliRunner()
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback here")
@@ -447,3 +448,12 @@ def _stop(proc: subprocess.Popen[str]) -> None:
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux path avoids psutil")
+def test_waiting_on_this_machine_loads_no_probe(tmp_path: Path) -> None:
+    # `socket` alone is ~7 ms of start-up; a wait on this machine's ports needs none of the
+    # probes' modules (socket, http, ssl), nor psutil.
+    loaded = _modules_after(_cli("wait", "1", "localhost:1", "--free", "--timeout", "0"), tmp_path)
+    assert "portinspect" in loaded
+    assert loaded & {"socket", "http", "ssl", "psutil"} == set()
