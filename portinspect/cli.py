@@ -374,6 +374,9 @@ class _WaitCommand(_typer_lean.LeanCommand):
             args = args[:cut]
         return super().parse_args(ctx, args)
 
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- COMMAND...]"]
+
 
 @app.command("wait", cls=_WaitCommand)
 def wait_command(
@@ -381,7 +384,8 @@ def wait_command(
     targets: Annotated[
         list[str],
         typer.Argument(
-            metavar="TARGET...",
+            metavar="TARGET",
+            show_default=False,
             help="PORT (or 9000-9002), HOST:PORT, [IPV6]:PORT, tcp://HOST:PORT,"
             " http(s)://HOST[:PORT]/PATH.",
         ),
