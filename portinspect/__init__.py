@@ -18,7 +18,7 @@ _EXPORTS = {
     "scan": "api",
     "find_free_ports": "freeport",
     "kill_port": "killer",
-    "WaitResult": "waiter",
+    "WaitResult": "models",
     "wait_for": "waiter",
     "ExitStatus": "errors",
     "NoFreePortError": "errors",
@@ -37,6 +37,8 @@ _EXPORTS = {
     "PortRange": "models",
     "ProcessInfo": "models",
     "Proto": "models",
+    "TargetReport": "models",
+    "WaitTarget": "models",
 }
 
 if TYPE_CHECKING:
@@ -63,8 +65,11 @@ if TYPE_CHECKING:
         PortRange,
         ProcessInfo,
         Proto,
+        TargetReport,
+        WaitResult,
+        WaitTarget,
     )
-    from portinspect.waiter import WaitResult, wait_for
+    from portinspect.waiter import wait_for
 
 
 def __getattr__(name: str) -> Any:
@@ -98,8 +103,10 @@ __all__ = [
     "ProcessInfo",
     "Proto",
     "StillHeldError",
+    "TargetReport",
     "UsageError",
     "WaitResult",
+    "WaitTarget",
     "WaitTimeoutError",
     "__version__",
     "find_free_ports",

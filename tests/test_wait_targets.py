@@ -204,12 +204,13 @@ def test_a_v6_only_server_satisfies_localhost_and_the_port_but_not_127_0_0_1(
     free_port: int,
 ) -> None:
     with server_socket(LOOPBACK6, free_port):
-        for target in (f"localhost:{free_port}", str(free_port), f"[::1]:{free_port}"):
-            result = run_cli("wait", target, "--timeout", "10", "--json")
-            assert result.returncode == 0, (target, result.stderr)
-            [report] = json.loads(result.stdout)["targets"]
-            assert report["ready"] is True and report["via"] == ["socket-table"]
-            assert report["address"] == (None if target == str(free_port) else LOOPBACK6)
+        targets = [f"localhost:{free_port}", str(free_port), f"[::1]:{free_port}"]
+        result = run_cli("wait", *targets, "--timeout", "10", "--json")
+        assert result.returncode == 0, result.stderr
+        reports = json.loads(result.stdout)["targets"]
+        assert [r["target"] for r in reports] == targets
+        assert all(r["ready"] and r["via"] == ["socket-table"] for r in reports)
+        assert [r["address"] for r in reports] == [LOOPBACK6, None, LOOPBACK6]
 
         result = run_cli("wait", f"127.0.0.1:{free_port}", "--timeout", "0.3", "--json")
         assert result.returncode == ExitStatus.TIMEOUT
@@ -245,10 +246,11 @@ def test_a_udp_socket_does_not_satisfy_a_wait_unless_udp_is_asked(
         result = run_cli("wait", str(port), "--timeout", "0.3")
         assert result.returncode == ExitStatus.TIMEOUT, result.stderr
         assert f"port {port} not listening" in result.stderr
-        for target in (str(port), f"127.0.0.1:{port}", f"localhost:{port}"):
-            result = run_cli("wait", target, "--proto", "udp", "--timeout", "10", "--json")
-            assert result.returncode == 0, result.stderr
-            assert json.loads(result.stdout)["proto"] == "udp"
+        targets = [str(port), f"127.0.0.1:{port}", f"localhost:{port}"]
+        result = run_cli("wait", *targets, "--proto", "udp", "--timeout", "10", "--json")
+        assert result.returncode == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert doc["proto"] == "udp" and all(r["ready"] for r in doc["targets"])
 
 
 def test_waiting_forever_ends_when_the_server_comes(free_port: int) -> None:
