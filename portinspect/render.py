@@ -345,45 +345,44 @@ def _targets_text(targets: Sequence[WaitTarget]) -> str:
     return ", ".join(map(str, targets))
 
 
+def _condition(targets: Sequence[WaitTarget], free: bool) -> str:
+    bare = all(t.host is None for t in targets)
+    return "free" if free else "listening" if bare else "ready"
+
+
 def wait_start(targets: Sequence[WaitTarget], timeout: float | None, *, free: bool) -> str:
     """The line `wait` starts with: what it waits for, and how long at most."""
     limit = "without a time limit" if timeout is None else f"up to {timeout:g}s"
-    bare = all(t.host is None for t in targets)
-    condition = "free" if free else "listening" if bare else "ready"
-    return clean(f"waiting {limit} for {_targets_text(targets)} to be {condition}")
+    return clean(f"waiting {limit} for {_targets_text(targets)} to be {_condition(targets, free)}")
 
 
 def wait_progress(report: TargetReport) -> str | None:
     """A progress line when a target's reason for not being ready is worth telling: a probe's
-    failure (cannot resolve, refused, HTTP 503), or a listener on the wrong address. The plain
-    "not listening" of a port of this machine is what the start line already said."""
-    if report.ready or report.error is None:
+    failure (cannot resolve, refused, HTTP 503), or a listener on another address. The plain
+    "not listening" (or, with --free, "still listening") is what the start line said."""
+    error = report.error
+    if report.ready or error is None or error == "not listening" or error.startswith("still "):
         return None
-    if report.error in ("not listening", "still listening") or report.error.startswith("still "):
-        return None
-    return clean(f"{report.target}: not ready yet: {report.error}")
+    return clean(f"{report.target}: not ready yet: {error}")
 
 
 def _how(report: TargetReport) -> str:
+    """What decided, for a person: `socket table`, `resolve, connect at 10.0.0.2`, `HTTP 200`."""
     steps = [step.replace("-", " ") for step in report.via]
     if report.http_status is not None:
         steps[-1] = f"HTTP {report.http_status}"
-    where = (
-        f" at {report.address}" if report.address and report.target.host != report.address else ""
-    )
-    return ", ".join(steps) + where
+    elsewhere = report.address is not None and report.address != report.target.host
+    return ", ".join(steps) + (f" at {report.address}" if elsewhere else "")
 
 
 def wait_done(result: WaitResult) -> str:
-    """What `wait` prints when every target is ready (or free)."""
-    reports = result.targets
-    state = "free" if result.free else "listening"
-    if all(r.target.host is None for r in reports) or len(reports) > _WAIT_LISTED:
-        shown = _targets_text([r.target for r in reports])
-        if len(reports) > _WAIT_LISTED and not all(r.target.host is None for r in reports):
-            state = "free" if result.free else "ready"
-        return f"{shown} {state} after {result.elapsed:.2f}s"
-    state = "free" if result.free else "ready"
+    """What `wait` prints when every target is ready (or free): bare ports on one line, as
+    always (`port 8000 listening after 0.42s`); other targets one per line, with what decided."""
+    targets = [r.target for r in result.targets]
+    state = _condition(targets, result.free)
+    if all(t.host is None for t in targets) or len(targets) > _WAIT_LISTED:
+        return f"{_targets_text(targets)} {state} after {result.elapsed:.2f}s"
     return "\n".join(
-        clean(f"{r.target} {state} after {r.ready_after or 0.0:.2f}s ({_how(r)})") for r in reports
+        clean(f"{r.target} {state} after {r.ready_after or 0.0:.2f}s ({_how(r)})")
+        for r in result.targets
     )

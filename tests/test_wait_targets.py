@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from portinspect import wait_for
+from portinspect import render, wait_for
 from portinspect.cli import app
 from portinspect.errors import ExitStatus, UsageError, WaitTimeoutError
 from portinspect.inputs import parse_target, parse_targets
-from portinspect.models import Family, Proto, Socket, WaitTarget
+from portinspect.models import Family, Proto, Socket, TargetReport, WaitResult, WaitTarget
 from portinspect.pytest_plugin import FreePortFactory
 from portinspect.waiter import Verdict, accepts
 
@@ -399,7 +399,7 @@ def test_a_command_that_cannot_run_exits_126_or_127(free_port: int, tmp_path: Pa
 
 DUAL_STACK = """
 import json, os, socket, subprocess, sys
-from portinspect import wait_for
+from portinspect import render, wait_for
 from portinspect.errors import WaitTimeoutError
 
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -459,3 +459,35 @@ def test_waiting_on_this_machine_loads_no_probe(tmp_path: Path) -> None:
     loaded = _modules_after(_cli("wait", "1", "localhost:1", "--free", "--timeout", "0"), tmp_path)
     assert "portinspect" in loaded
     assert loaded & {"socket", "http", "ssl", "psutil"} == set()
+
+
+def test_wait_lines_as_people_read_them() -> None:
+    bare, db = WaitTarget(8000), WaitTarget(5432, "db")
+    web = WaitTarget(8080, "127.0.0.1", "http", "/health")
+    assert (
+        render.wait_start([bare], 30, free=False)
+        == "waiting up to 30s for port 8000 to be listening"
+    )
+    assert render.wait_start([bare], None, free=True) == (
+        "waiting without a time limit for port 8000 to be free"
+    )
+    assert render.wait_start([db, web], 60, free=False) == (
+        "waiting up to 60s for db:5432, http://127.0.0.1:8080/health to be ready"
+    )
+    ready = [
+        TargetReport(db, Proto.TCP, True, 1.3, ("resolve", "connect"), 5, "10.0.0.2"),
+        TargetReport(web, Proto.TCP, True, 0.5, ("socket-table", "http"), 3, "127.0.0.1", 200),
+    ]
+    assert render.wait_done(WaitResult((5432, 8080), False, 1.3, 9, tuple(ready))) == (
+        "db:5432 ready after 1.30s (resolve, connect at 10.0.0.2)\n"
+        "http://127.0.0.1:8080/health ready after 0.50s (socket table, HTTP 200)"
+    )
+    one = (TargetReport(bare, Proto.TCP, True, 0.42, ("socket-table",), 4),)
+    assert render.wait_done(WaitResult((8000,), False, 0.42, 4, one)) == (
+        "port 8000 listening after 0.42s"
+    )
+    # Progress: a probe's failure or a listener elsewhere, not the plain "not listening".
+    waiting = TargetReport(bare, Proto.TCP, False, error="not listening")
+    refused = TargetReport(db, Proto.TCP, False, error="connection refused")
+    assert render.wait_progress(waiting) is None
+    assert render.wait_progress(refused) == "db:5432: not ready yet: connection refused"
