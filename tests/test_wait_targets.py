@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from portinspect import render, wait_for
+from portinspect import render, scanner, wait_for
 from portinspect.cli import app
 from portinspect.errors import ExitStatus, UsageError, WaitTimeoutError
 from portinspect.inputs import parse_target, parse_targets
@@ -399,7 +399,7 @@ def test_a_command_that_cannot_run_exits_126_or_127(free_port: int, tmp_path: Pa
 
 DUAL_STACK = """
 import json, os, socket, subprocess, sys
-from portinspect import render, wait_for
+from portinspect import render, scanner, wait_for
 from portinspect.errors import WaitTimeoutError
 
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -491,3 +491,10 @@ def test_wait_lines_as_people_read_them() -> None:
     refused = TargetReport(db, Proto.TCP, False, error="connection refused")
     assert render.wait_progress(waiting) is None
     assert render.wait_progress(refused) == "db:5432: not ready yet: connection refused"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="compares the Linux backend")
+def test_interface_addresses_agree_between_netlink_and_psutil() -> None:
+    linux = scanner.local_addresses(backend="linux")
+    assert {"127.0.0.1"} <= linux
+    assert linux == scanner.local_addresses(backend="psutil")
