@@ -38,9 +38,24 @@ ENV_MARKERS = (
 SOURCE_LIMIT = 256 * 1024  # bytes of an app module we read to spot its framework
 
 
+BACKENDS = ("auto", "linux", "psutil")
+BACKEND_ENV = "PORTINSPECT_BACKEND"
+
+
 def _choice(backend: str | None) -> str:
-    """ "auto", "linux" (no fallback) or "psutil": the argument, else PORTINSPECT_BACKEND."""
-    return backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
+    """ "auto", "linux" (no fallback) or "psutil": the argument, else PORTINSPECT_BACKEND.
+
+    Anything else is a usage error, not a silent "auto": a typo must not hide which
+    backend a comparison or a bug report ran on.
+    """
+    choice = backend or os.environ.get(BACKEND_ENV) or "auto"
+    if choice not in BACKENDS:
+        from portinspect.errors import UsageError
+        from portinspect.render import clean
+
+        source = "backend" if backend else BACKEND_ENV
+        raise UsageError(f"invalid {source} {clean(choice, 40)!r}: expected {', '.join(BACKENDS)}")
+    return choice
 
 
 def _linux_details(backend: str | None) -> bool:
@@ -93,6 +108,49 @@ def listening_ports(
     return _via_backend(
         backend, linux, lambda: frozenset(listening_sockets(wanted, backend="psutil"))
     )
+
+
+def taken_ports(
+    protos: Iterable[Proto] = ALL_PROTOS, *, backend: str | None = None
+) -> tuple[frozenset[int], dict[int, int]]:
+    """(ports with a listener, {port: uid} of TCP sockets bound but not listening), any user.
+
+    `free`'s view of the socket table. The second part needs Linux 6.8's sock_diag
+    (see _linux.taken_port_numbers); elsewhere it is empty and only the bind probe is left,
+    which a socket bound with SO_REUSEADDR passes.
+    """
+    wanted = frozenset(protos)
+
+    def linux() -> tuple[frozenset[int], dict[int, int]]:
+        from portinspect import _linux
+
+        listening, bound = _linux.taken_port_numbers(wanted)
+        return frozenset(listening), bound
+
+    def portable() -> tuple[frozenset[int], dict[int, int]]:
+        return frozenset(listening_sockets(wanted, backend="psutil")), {}
+
+    return _via_backend(backend, linux, portable)
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (of any user)."""
+    if sys.platform == "win32":
+        # os.kill(pid, 0) would send CTRL_C_EVENT there; psutil asks OpenProcess instead.
+        import psutil
+
+        return bool(psutil.pid_exists(pid))
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, belongs to another user
+    except OverflowError:
+        return False
+    return True
 
 
 def listening_sockets(
