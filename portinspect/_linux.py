@@ -475,10 +475,17 @@ def _read(path: str) -> bytes:
 
 
 _SMALL = 1 << 14
+# What one process may make us read and keep. The kernel lets argv and the environment reach
+# 6 MiB each (3/4 of the 8 MiB stack limit), and a user may start a thousand such listeners:
+# the command line is kept for every holder, so it is cut at 256 KiB (one argument alone may
+# be 128 KiB); the environment is only searched for a few markers, then dropped.
+ARGV_LIMIT = 256 * 1024
+ENVIRON_LIMIT = 1024 * 1024
+_PROC_FILE_LIMIT = 1024 * 1024  # stat, status, children: kilobytes in practice
 
 
-def _read_small(path: str) -> bytes:
-    """A per-process /proc file (stat, status, cmdline, environ, children).
+def _read_small(path: str, limit: int = _PROC_FILE_LIMIT) -> bytes:
+    """A per-process /proc file (stat, status, cmdline, environ, children), at most limit bytes.
 
     These answer a read with all they have, up to the size asked, so a short read is the end
     and the empty read _read() ends on is one syscall too many (4 per process listed).
@@ -486,12 +493,14 @@ def _read_small(path: str) -> bytes:
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, _SMALL)
-        if len(data) < _SMALL:
+        data = os.read(fd, min(_SMALL, limit))
+        if len(data) < _SMALL or len(data) >= limit:
             return data
         chunks = [data]
-        while chunk := os.read(fd, 1 << 17):
+        left = limit - len(data)
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 17))):
             chunks.append(chunk)
+            left -= len(chunk)
     finally:
         os.close(fd)
     return b"".join(chunks)
@@ -759,16 +768,17 @@ def _text(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-def _argv(data: bytes) -> tuple[str, ...]:
+def _argv(data: bytes, *, cut: bool = False) -> tuple[str, ...]:
     """psutil's cmdline(): NUL-separated, or space-separated after a setproctitle().
 
     One departure: "\r" stays "\r". psutil's text-mode read turns it into "\n", and the
-    JSON output must carry an argument as the process has it.
+    JSON output must carry an argument as the process has it. cut: the read stopped at
+    ARGV_LIMIT, so the data does not end where the command line does.
     """
     if not data:
         return ()
     text = data.decode(_FS_ENCODING, _FS_ERRORS)
-    sep = "\0" if text.endswith("\0") else " "
+    sep = "\0" if text.endswith("\0") or (cut and "\0" in text) else " "
     if text.endswith(sep):
         text = text[:-1]
     args = text.split(sep)
@@ -859,7 +869,8 @@ class ProcessReader:
         except (PermissionError, IndexError):
             user = None
         try:
-            argv = _argv(_read_small(base + "cmdline"))
+            raw = _read_small(base + "cmdline", ARGV_LIMIT)
+            argv = _argv(raw, cut=len(raw) >= ARGV_LIMIT)
         except _GONE:
             return None
         except PermissionError:
@@ -871,7 +882,9 @@ class ProcessReader:
             if full.startswith(name):
                 name = full
         try:
-            env = self._environ(_read_small(base + "environ")) if self.env_keys else {}
+            env = (
+                self._environ(_read_small(base + "environ", ENVIRON_LIMIT)) if self.env_keys else {}
+            )
         except OSError:
             env = {}  # another user's environment needs root
         return ProcessInfo(

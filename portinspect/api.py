@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from portinspect import classifier, scanner
+from portinspect import appsource, classifier, scanner
 from portinspect.inputs import check_ports, check_proto
 from portinspect.models import Listener, ProcessInfo, Proto
 
@@ -26,7 +26,10 @@ def scan_result(
 ) -> ScanResult:
     """scan(), and whether some owners were hidden from us."""
     snapshot = scanner.collect(check_ports(ports), check_proto(proto), backend=backend)
-    return ScanResult(classifier.classify(snapshot, scanner.read_source), snapshot.owners_hidden)
+    # One deadline for every app module the recognition step reads (appsource.py).
+    with appsource.SourceReader() as read_source:
+        listeners = classifier.classify(snapshot, read_source)
+    return ScanResult(listeners, snapshot.owners_hidden)
 
 
 def scan(

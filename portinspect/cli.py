@@ -8,11 +8,13 @@ errors on stderr, one line per error, and the exit codes of errors.ExitStatus.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, NoReturn
@@ -74,10 +76,18 @@ class Output:
 
 
 def _say(text: str) -> None:
-    # A reader of stderr that went away (`kill 8000 2>&1 | head -1`) must not stop a command
-    # half-way: kill goes on escalating, and its result still goes to stdout.
-    with contextlib.suppress(OSError):
-        sys.stderr.write(f"portinspect: {text}\n")
+    """One line on stderr, cleaned: it may carry a path, a name or a value from outside.
+
+    A stderr that is closed (`2>&-`: sys.stderr is None), full or whose reader went away
+    (`kill 8000 2>&1 | head -1`) must not stop a command half-way: kill goes on escalating,
+    and its result still goes to stdout.
+    """
+    stream = sys.stderr
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(f"portinspect: {render.clean(text)}\n")
+        stream.flush()
 
 
 # In JSON strings these go out as \uXXXX escapes, which every parser reads back as the same
@@ -97,7 +107,13 @@ def _json_escape(match: re.Match[str]) -> str:
 
 
 def _write(text: str, *, as_json: bool) -> None:
-    """One write to stdout that a hostile process title cannot break or turn into escapes."""
+    """One write to stdout that a hostile process title cannot break or turn into escapes.
+
+    Raises OSError when stdout cannot take it: EBADF when it was closed before we started
+    (`>&-`), ENOSPC (`>/dev/full`), EPIPE (BrokenPipeError) when its reader went away.
+    """
+    if sys.stdout is None:
+        raise OSError(errno.EBADF, "it is closed")
     if as_json and (not text.isascii() or "\x7f" in text):
         text = _JSON_UNSAFE.sub(_json_escape, text)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
@@ -175,11 +191,22 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
         if outcome.undo is not None:
             with _interrupts.held():
                 outcome.undo()
-        if not isinstance(exc, KeyboardInterrupt):
-            raise  # a closed stdout: the entry point ends the process as SIGPIPE would
-        # Part of the output may be out already: no second JSON document after it.
-        _say("interrupted")
-        return ExitStatus.INTERRUPTED
+        if isinstance(exc, KeyboardInterrupt):
+            # Part of the output may be out already: no second JSON document after it.
+            _say("interrupted")
+            return ExitStatus.INTERRUPTED
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            return _unwritten(outcome.status, exc)
+        raise  # EPIPE: the entry point ends the process as SIGPIPE would
+
+
+def _unwritten(status: ExitStatus, exc: OSError) -> int:
+    """stdout closed, full or failing: the work is done (kill finished, free gave its leases
+    back), the result is lost. Say so; a failure the command already had keeps its code,
+    a success becomes exit 1, as `ls` and `rm -v` do when they cannot write."""
+    reason = exc.strerror or str(exc)
+    _say(f"cannot write the result to stdout: {reason.lower()}")
+    return int(status) if status != ExitStatus.OK else int(ExitStatus.ERROR)
 
 
 class _Interrupted(Exception):
@@ -265,7 +292,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on st
 
 def _version(value: bool) -> None:
     if value:
-        _write(f"portinspect {__version__}", as_json=False)
+        try:
+            _write(f"portinspect {__version__}", as_json=False)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise typer.Exit(_unwritten(ExitStatus.OK, exc)) from None
         raise typer.Exit(0)
 
 
@@ -284,6 +316,9 @@ def _global(
     ] = False,
 ) -> None:
     _state.debug = debug or _debug_from_env()
+    from portinspect.scanner import check_backend
+
+    check_backend()
 
 
 def _output(as_json: bool, quiet: bool) -> Output:
@@ -533,11 +568,23 @@ def free_command(
 ) -> int:
     """Print the nearest free port(s), one per line; parallel callers get different ones."""
     from portinspect import freeport
+    from portinspect.errors import UsageError
     from portinspect.inputs import parse_range
 
     def body() -> Outcome:
+        if udp and udp_only:
+            raise UsageError("--udp (TCP and UDP) and --udp-only (UDP alone) exclude each other")
         seconds = freeport.parse_seconds(lease_seconds)
         skips: list[freeport.Skip] = []
+        # A lease directory taken by another user, or a stuck lock: the library warns, the
+        # CLI says it the way it says every warning.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", freeport.LeaseDirWarning)
+            outcome = search(seconds, skips)
+        outcome.warnings += [str(w.message) for w in caught]
+        return outcome
+
+    def search(seconds: float, skips: list[freeport.Skip]) -> Outcome:
         try:
             ports = freeport.find_free_ports(
                 parse_port(near, what="--near") if near is not None else None,
@@ -555,7 +602,7 @@ def free_command(
         except PortInspectError as exc:  # find_free_ports kept no lease
             return Outcome(exc.exit_status, {}, error=str(exc), notes=freeport.explain_lines(skips))
         # The ports are leased: until they are printed, a failure gives them back.
-        give_back = None if no_lease else functools.partial(freeport.release_leases, ports)
+        give_back = None if no_lease else functools.partial(_give_back, ports)
         try:
             lease = None if no_lease else seconds
             payload: dict[str, Any] = {"ports": ports, "lease_seconds": lease}
@@ -573,6 +620,14 @@ def free_command(
     return _run("free", _output(as_json, quiet), body)
 
 
+def _give_back(ports: Sequence[int]) -> None:
+    from portinspect import freeport
+
+    with warnings.catch_warnings():  # said once already, by the search
+        warnings.simplefilter("ignore", freeport.LeaseDirWarning)
+        freeport.release_leases(ports)
+
+
 def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:
     """Each port or range as typed (8000 8000-8010 8000,8080): a range is one request."""
     from portinspect.inputs import parse_range
@@ -585,7 +640,9 @@ def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:
 
 
 def _interactive() -> bool:
-    return sys.stdin.isatty() and sys.stderr.isatty()
+    # None: the stream was closed before we started (`2>&-`); no terminal to ask on then.
+    stdin, stderr = sys.stdin, sys.stderr
+    return stdin is not None and stderr is not None and stdin.isatty() and stderr.isatty()
 
 
 @app.command("kill", cls=_typer_lean.LeanCommand)

@@ -461,7 +461,11 @@ class _Search:
         # Recorded before the file exists, so an interrupt right after link() still gives it
         # back; release() only removes a file that carries this lease's token.
         self.leases.append(mine)
-        lease = self.store.acquire(mine)
+        try:
+            lease = self.store.acquire(mine)
+        except LeaseDirError:
+            self.leases.pop()  # it could not be written: nothing to give back
+            raise
         if lease is mine:
             return None
         self.leases.pop()

@@ -456,13 +456,35 @@ def _home_dir() -> _Dir | None:
         found.close()
 
 
+# The private directory each process fell back to: (pid, euid, temp dir) -> its path.
+_PRIVATE: dict[tuple[int, int, str], str] = {}
+
+
+def _open_private_fallback(path: str) -> _Dir | None:
+    try:
+        found = _open_dir(path, create=False)
+    except (OSError, LeaseDirError):
+        return None
+    assert found.fd is not None
+    if _problem(os.fstat(found.fd), private=True) is not None:
+        found.close()
+        return None
+    return found
+
+
 def _fallback(squatted: _Squatted) -> _Dir:
     """A private directory when <tmp>/portinspect-<uid> was taken by another user."""
     found = _home_dir()
     shared = found is not None
     if found is None:
-        # Private to this process: leases then keep apart only the searches it runs.
-        found = _open_dir(tempfile.mkdtemp(prefix=f"portinspect-{_euid()}-"), create=False)
+        # Private to this process: leases then keep apart only the searches it runs, and
+        # every call in it must find the same directory, or it could not give leases back.
+        key = (os.getpid(), _euid(), tempfile.gettempdir())
+        path = _PRIVATE.get(key)
+        found = _open_private_fallback(path) if path else None
+        if found is None:
+            found = _open_dir(tempfile.mkdtemp(prefix=f"portinspect-{_euid()}-"), create=False)
+            _PRIVATE[key] = found.path
     warnings.warn(
         LeaseDirWarning(
             f"lease directory {_shown(squatted.path)} is taken ({squatted.what} of uid "

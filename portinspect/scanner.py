@@ -35,7 +35,6 @@ ENV_MARKERS = (
     "npm_lifecycle_event",
     "npm_command",
 )
-SOURCE_LIMIT = 256 * 1024  # bytes of an app module we read to spot its framework
 
 
 BACKENDS = ("auto", "linux", "psutil")
@@ -54,8 +53,15 @@ def _choice(backend: str | None) -> str:
         from portinspect.render import clean
 
         source = "backend" if backend else BACKEND_ENV
-        raise UsageError(f"invalid {source} {clean(choice, 40)!r}: expected {', '.join(BACKENDS)}")
+        shown = clean(choice, 40)
+        raise UsageError(f"invalid {source} '{shown}': expected {', '.join(BACKENDS)}")
     return choice
+
+
+def check_backend() -> None:
+    """Raise UsageError now if PORTINSPECT_BACKEND names no backend (the CLI checks it
+    before any command runs, so a bad value is the only line it prints)."""
+    _choice(None)
 
 
 def _linux_details(backend: str | None) -> bool:
@@ -374,12 +380,13 @@ def _without_dead(sock: Socket, processes: Mapping[int, ProcessInfo]) -> Socket 
 
 
 def read_source(path: str) -> str | None:
-    """Text of an app module (bounded), for spotting its framework; None if unreadable."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(SOURCE_LIMIT).decode("utf-8", "replace")
-    except OSError:
-        return None
+    """The start of an app module, for spotting its framework; None if unreadable.
+
+    Bounded and non-blocking (appsource.py): the file belongs to whoever runs the server.
+    """
+    from portinspect import appsource
+
+    return appsource.read_source(path)
 
 
 def process_tree(root: int, *, backend: str | None = None) -> dict[int, ProcessInfo]:
