@@ -140,8 +140,9 @@ def taken_port_numbers(protos: frozenset[Proto]) -> tuple[set[int], dict[int, in
     What `free` must not hand out. A socket bound with SO_REUSEADDR and not listening passes
     a bind probe that sets SO_REUSEADDR too, and its owner may listen on it a moment later:
     only the kernel's table shows it, from Linux 6.8, with the LISTEN walk in the same dump
-    (0.03 ms idle without it, ~1 ms with it: the kernel walks every bind-hash bucket, 64k
-    here). Netlink only: /proc/net/tcp does not list such sockets.
+    (per family 0.03 ms idle without it, 0.25-1 ms with it: the kernel walks every bind-hash
+    bucket, 64k here, and every bound socket, connected ones too). Netlink only:
+    /proc/net/tcp does not list such sockets.
     """
     bound: dict[int, int] = {}
     if Proto.TCP not in protos or not can_see_bound_sockets():
