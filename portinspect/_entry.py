@@ -56,6 +56,10 @@ def _end(code: object) -> NoReturn:
     os._exit(status)
 
 
+# The standard fds that were closed when we started, now on /dev/null.
+_FILLED: list[int] = []
+
+
 def _open_std_fds() -> None:
     """Put /dev/null on fds 0-2 when the caller closed them (`>&-`, `2>&-`).
 
@@ -73,6 +77,15 @@ def _open_std_fds() -> None:
                 if null != fd:
                     os.dup2(null, fd)
                     os.close(null)
+                _FILLED.append(fd)
+
+
+def reclose_std_fds() -> None:
+    """Close again the fds _open_std_fds filled: before exec'ing a command (`wait -- CMD`),
+    which must find them closed, as the user left them."""
+    while _FILLED:
+        with contextlib.suppress(OSError):
+            os.close(_FILLED.pop())
 
 
 def _main(argv: Sequence[str] | None) -> NoReturn:

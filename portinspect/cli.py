@@ -503,8 +503,9 @@ def _run_command(argv: list[str]) -> int:
     to it are its own, and no process of ours stays in between. No shell: argv as given."""
     import signal
 
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # None: closed at start
         sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         sys.stderr.flush()
     if sys.platform == "win32":  # exec there starts a new process and ends this one early
         import subprocess
@@ -515,6 +516,9 @@ def _run_command(argv: list[str]) -> int:
     for name in ("SIGPIPE", "SIGXFSZ"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
+    from portinspect import _entry
+
+    _entry.reclose_std_fds()  # the command gets its streams as the user left them
     try:
         os.execvp(argv[0], argv)  # noqa: S606 (no shell on purpose: argv as the user gave it)
     except OSError as exc:
