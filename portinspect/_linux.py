@@ -122,16 +122,10 @@ def listening_port_numbers(protos: frozenset[Proto]) -> set[int]:
 
 def can_see_bound_sockets() -> bool:
     """Whether this kernel reports TCP sockets that are bound and not listening (6.8+)."""
-    release = os.uname().release
-    numbers = []
-    for part in release.split(".")[:2]:
-        digits = ""
-        for char in part:
-            if not char.isdigit():
-                break
-            digits += char
-        numbers.append(int(digits) if digits else 0)
-    return tuple(numbers) >= _BOUND_SINCE
+    # "6.18.44-fc-v669", "6.8.0-rc1+": the first two numbers.
+    major, _, rest = os.uname().release.partition(".")
+    minor = rest.split(".", 1)[0].split("-", 1)[0].rstrip("+")
+    return major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= _BOUND_SINCE
 
 
 def taken_port_numbers(protos: frozenset[Proto]) -> tuple[set[int], dict[int, int]]:

@@ -264,7 +264,7 @@ def _trusted_owner(uid: int) -> bool:
     return uid in (0, _euid())
 
 
-def _walk(path: str, *, create: bool, fd: int | None = None) -> tuple[int, str]:
+def _walk(path: str, *, create: bool) -> tuple[int, str]:
     """(descriptor, real path) of directory `path`, opened one component at a time.
 
     Symlinks are followed only when root or we own them (macOS's /tmp -> /private/tmp, a
@@ -275,7 +275,7 @@ def _walk(path: str, *, create: bool, fd: int | None = None) -> tuple[int, str]:
     parts = [p for p in os.path.normpath(path).split("/") if p]
     done: list[str] = []
     hops = 0
-    fd = os.open("/", _DIR_FLAGS) if fd is None else fd
+    fd = os.open("/", _DIR_FLAGS)
     try:
         while parts:
             name = parts.pop(0)
