@@ -403,3 +403,8 @@ def command_lines(*, backend: str | None = None) -> list[tuple[int, tuple[str, .
         return _psutil.command_lines()
 
     return _via_backend(backend, linux, portable)
+
+
+def privileged() -> bool:
+    """True when we run as root (POSIX): every owner in our pid namespace is visible."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
