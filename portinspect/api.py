@@ -87,13 +87,13 @@ def run_audit(
     loopback-only listeners too (as info). scanned: a scan of those ports already made
     (`who`, `list --risk`), so the sockets are not read twice.
     """
-    from portinspect import audit
+    from portinspect import audit, dangers
 
     wanted = check_ports(ports)
     result = scanned if scanned is not None else scan_result(wanted, backend=backend)
     listeners = result.listeners
     tunnels = _tunnels(backend)
-    paths = audit.script_paths(listeners)
+    paths = dangers.script_paths(listeners)
     sources = {p: text for p in paths if (text := scanner.read_source(p)) is not None}
     interfaces = scanner.interface_addresses(backend=backend)
     facts = audit.Facts(listeners, interfaces, tunnels, sources, root=scanner.privileged())

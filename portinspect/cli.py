@@ -618,9 +618,10 @@ def audit_command(
 ) -> int:
     """What others can reach on this machine, how dangerous it is, and how to close it."""
     from portinspect import audit
+    from portinspect.dangers import parse_level
 
     def body() -> Outcome:
-        level = audit.parse_level(fail_on)
+        level = parse_level(fail_on)
         report = api.run_audit(probe=probe, include_loopback=include_loopback)
         failing = audit.at_or_above(report.findings, level)
         payload: dict[str, Any] = {}

@@ -409,7 +409,7 @@ _LEVEL_ORDER = ("critical", "high", "medium", "info")  # audit.LEVELS, without i
 def _labelled(label: str, values: Sequence[str]) -> list[str]:
     lines = []
     for i, value in enumerate(values):
-        head = f"{label}:" if i == 0 else ""
+        head = f"{label}:" if i == 0 and label else ""
         lines.append(f"  {head:<{_LABEL}}{value}")
     return lines
 
@@ -441,7 +441,7 @@ def _via_line(f: Finding) -> str:
     if via.kind == "container":
         inside = f" -> {clean(via.container)}" if via.container else ""
         return f"container: {clean(via.program)} (pid {via.pid}){inside}"
-    command = command_line(via.command, 80) if via.command else clean(via.kind)
+    command = command_line(via.command, None) if via.command else clean(via.kind)
     where = f" -> {clean(via.public)}" if via.public else ""
     return f"{clean(via.kind)} tunnel, pid {via.pid}: {command}{where}"
 

@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from portinspect.frameworks import parse_command
 
@@ -137,6 +136,8 @@ def target(text: str, scheme: str | None = None) -> Target | None:
     if port is not None:
         return Target(port, None, scheme)
     if "://" in text:
+        from urllib.parse import urlsplit  # here: only URLs need it, and `who` audits too
+
         try:
             parts = urlsplit(text)
             port = parts.port
