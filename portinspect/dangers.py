@@ -962,11 +962,7 @@ def judge(s: Subject) -> Verdict:
         "port": str(s.port),
         "app": sig.app or "APP",
         "sub": _jupyter_sub(s),
-        "program": s.server
-        or next(
-            (p for p in sorted(s.programs) if p in row.programs),
-            next(iter(sorted(s.programs)), "it"),
-        ),
+        "program": s.server or _row_program(row, s),
         "directory": (s.top.cwd if s.top else None) or ".",
     }
     what = _fill(check.what or row.what, fields)
@@ -982,6 +978,11 @@ def judge(s: Subject) -> Verdict:
         unknown=check.unknown,
         probe_settles=check.probe_settles,
     )
+
+
+def _row_program(row: Danger, s: Subject) -> str:
+    """The holder's program the row matched (`sshd`, `caddy`), else any of them."""
+    return next((p for p in sorted(s.programs) if p in row.programs), min(s.programs, default="it"))
 
 
 def _fill(template: str, fields: Mapping[str, str]) -> str:
