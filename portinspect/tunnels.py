@@ -118,6 +118,7 @@ def redact(argv: Sequence[str], short: Sequence[str] = ()) -> tuple[str, ...]:
 # Addresses as the tools take them
 # ---------------------------------------------------------------------------------------
 
+_HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")  # a name, IPv4 or IPv6
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22, "rdp": 3389, "smb": 445}
 
 
@@ -153,10 +154,10 @@ def target(text: str, scheme: str | None = None) -> Target | None:
     if colon:
         port = _number(rest)
         host = host.strip("[]")
-        if port is None or not host or "/" in host:
-            return None
+        if port is None or not _HOST.fullmatch(host):
+            return None  # unix:/path, http_status:404, /dir:80
         return Target(port, host, scheme)
-    if scheme in ("http", "https") and re.fullmatch(r"[A-Za-z0-9.-]+", text):
+    if scheme in ("http", "https") and _HOST.fullmatch(text):
         return Target(_DEFAULT_PORTS[scheme], text, scheme)
     return None
 

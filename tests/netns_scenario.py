@@ -115,7 +115,11 @@ def main() -> None:
                 )
             )
         deadline = time.monotonic() + 60
-        down = [s["name"] for s in scenario.get("servers", []) if not _answers(ports[s["name"]], deadline)]
+        down = [
+            s["name"]
+            for s in scenario.get("servers", [])
+            if not _answers(ports[s["name"]], deadline)
+        ]
         if down:
             logs = {n: (scratch / f"{n}.log").read_text(errors="replace")[-2000:] for n in down}
             raise SystemExit(f"servers not up: {down}\n{json.dumps(logs, indent=1)}")
