@@ -84,7 +84,8 @@ def main() -> None:
     try:
         names = [s["name"] for s in scenario.get("servers", [])] + scenario.get("spare", [])
         # A fresh namespace: nothing else binds here, and leases are not needed.
-        ports = dict(zip(names, find_free_ports(count=len(names), lease=False), strict=True))
+        leased = find_free_ports(count=len(names), lease=False) if names else []
+        ports = dict(zip(names, leased, strict=True))
         result["ports"] = ports
         for rel, text in scenario.get("files", {}).items():
             path = scratch / _fill(rel, ports, scratch)
