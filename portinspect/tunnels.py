@@ -338,7 +338,7 @@ def _ngrok(args: Sequence[str]) -> Tunnel | None:
         return None
     login = any(a.split("=", 1)[0] in _NGROK_LOGIN for a in args)
     url = _option(args, "--url", "--domain", "--hostname", "-hostname", "-subdomain")
-    return Tunnel("ngrok", (found,), public=url or "ngrok", access=LOGIN if login else PUBLIC)
+    return Tunnel("ngrok", (found,), public=url, access=LOGIN if login else PUBLIC)
 
 
 _CLOUDFLARED_FLAGS = frozenset({"--no-autoupdate", "--hello-world", "--help", "-h", "--quick"})
