@@ -45,11 +45,13 @@ DEFAULT_FAIL_ON = Level.HIGH
 
 
 def parse_level(text: str, what: str = "--fail-on") -> Level:
+    """A level as users type it: any case, spaces or tabs around it (as inputs.py's ports)."""
     try:
-        return Level(text.strip().lower())
+        return Level(text.strip(" \t").lower())
     except ValueError:
         choices = ", ".join(lv.value for lv in LEVELS)
-        raise UsageError(f"{what} must be one of {choices}, not {text!r}") from None
+        shown = repr(text if len(text) <= 40 else text[:37] + "...")  # one line, escaped
+        raise UsageError(f"{what} must be one of {choices}, not {shown}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,10 +411,12 @@ def _inconclusive(path: str, result: ProbeResult) -> str:
 
 
 # Werkzeug: is the debugger on? From flask's flags, FLASK_DEBUG, or app.run(debug=True).
-_RUN_CALL = re.compile(r"\.run\s*\(")
-_DEBUG_TRUE = re.compile(r"\b(debug|use_debugger)\s*=\s*True\b")
-_DEBUG_FALSE = re.compile(r"\b(debug|use_debugger)\s*=\s*False\b")
-_DEBUG_ASSIGN = re.compile(r"""^\s*\w+\.(debug\s*=\s*True|config\[["']DEBUG["']\]\s*=\s*True)""")
+# Patterns as text: re compiles (and caches) them on first use, so importing this module for
+# `who` costs no regex compile unless a script's source is read.
+_RUN_CALL = r"\.run\s*\("
+_DEBUG_TRUE = r"\b(debug|use_debugger)\s*=\s*True\b"
+_DEBUG_FALSE = r"\b(debug|use_debugger)\s*=\s*False\b"
+_DEBUG_ASSIGN = r"""^\s*\w+\.(debug\s*=\s*True|config\[["']DEBUG["']\]\s*=\s*True)"""
 
 
 def script_paths(listeners: Iterable[Listener]) -> list[str]:
@@ -442,9 +446,9 @@ def _debug_in_source(text: str) -> tuple[bool | None, str]:
     """(debugger on?, "file line N: ...") from an app script; None when it does not say."""
     lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
-        if _DEBUG_ASSIGN.match(line):
+        if re.match(_DEBUG_ASSIGN, line):
             return True, f"line {number}: {line.strip()[:80]}"
-    for match in _RUN_CALL.finditer(text):
+    for match in re.finditer(_RUN_CALL, text):
         # The call's arguments, up to its closing parenthesis (or 400 characters).
         depth, end = 1, match.end()
         while end < len(text) and depth and end - match.end() < 400:
@@ -452,7 +456,7 @@ def _debug_in_source(text: str) -> tuple[bool | None, str]:
             end += 1
         call = text[match.start() : end]
         for pattern, on in ((_DEBUG_TRUE, True), (_DEBUG_FALSE, False)):
-            found = pattern.search(call)
+            found = re.search(pattern, call)
             if found is not None:
                 number = text.count("\n", 0, match.start() + found.start()) + 1
                 return on, f"line {number}: {lines[number - 1].strip()[:80]}"

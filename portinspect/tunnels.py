@@ -80,8 +80,9 @@ class Tunnel:
 # Secrets
 # ---------------------------------------------------------------------------------------
 
-_SECRET_NAME = re.compile(r"token|secret|pass|auth|key|credential", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(\w[\w+.-]*://[^/\s:@]*:)[^/\s@]*@")
+# Patterns as text, compiled by re on first use: most machines run no tunnel.
+_SENSITIVE_OPTION = r"(?i)token|secret|pass|auth|key|credential"
+_URL_USERINFO = r"(\w[\w+.-]*://[^/\s:@]*:)[^/\s@]*@"
 HIDDEN = "***"
 
 
@@ -105,12 +106,12 @@ def redact(argv: Sequence[str], short: Sequence[str] = ()) -> tuple[str, ...]:
             arg = arg[:2] + HIDDEN
         elif arg.startswith("-") and len(arg) > 2:
             name, eq, _value = arg.lstrip("-").partition("=")
-            if _SECRET_NAME.search(name):
+            if re.search(_SENSITIVE_OPTION, name):
                 if eq:
                     arg = arg[: len(arg) - len(_value)] + HIDDEN
                 else:
                     hide_next = True
-        out.append(_URL_USERINFO.sub(rf"\g<1>{HIDDEN}@", arg))
+        out.append(re.sub(_URL_USERINFO, rf"\g<1>{HIDDEN}@", arg))
     return tuple(out)
 
 
@@ -118,7 +119,7 @@ def redact(argv: Sequence[str], short: Sequence[str] = ()) -> tuple[str, ...]:
 # Addresses as the tools take them
 # ---------------------------------------------------------------------------------------
 
-_HOST = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")  # a name, IPv4 or IPv6
+_HOST = r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"  # a name, IPv4 or IPv6
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22, "rdp": 3389, "smb": 445}
 
 
@@ -154,10 +155,10 @@ def target(text: str, scheme: str | None = None) -> Target | None:
     if colon:
         port = _number(rest)
         host = host.strip("[]")
-        if port is None or not _HOST.fullmatch(host):
+        if port is None or not re.fullmatch(_HOST, host):
             return None  # unix:/path, http_status:404, /dir:80
         return Target(port, host, scheme)
-    if scheme in ("http", "https") and _HOST.fullmatch(text):
+    if scheme in ("http", "https") and re.fullmatch(_HOST, text):
         return Target(_DEFAULT_PORTS[scheme], text, scheme)
     return None
 
