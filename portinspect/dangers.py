@@ -102,6 +102,13 @@ class Subject:
     def sig(self) -> Signature:
         return self.signatures[0] if self.signatures else Signature()
 
+    @property
+    def env_known(self) -> bool:
+        """Could we read the top holder's environment? /proc's environ and cwd take the same
+        access check, and cwd (unlike the environment) is never empty, so a missing cwd means
+        another user's process: its FLASK_DEBUG is unknown, not unset."""
+        return self.top is not None and self.top.cwd is not None
+
 
 def subject(group: Sequence[Listener], sources: Mapping[str, str]) -> Subject:
     first = group[0]
@@ -490,9 +497,11 @@ def _werkzeug(s: Subject) -> Check:
             debugger = env_debug
             shown = s.env.get("FLASK_DEBUG", "")
             evidence.append(f"FLASK_DEBUG={shown} in its environment")
-        else:
+        elif s.env_known:
             debugger = False
             evidence.append("no --debug and no FLASK_DEBUG: debug mode off")
+        else:
+            evidence.append("no --debug; FLASK_DEBUG unknown (another user's environment)")
         if debugger and "--no-debugger" in args:
             debugger = False
             evidence.append("--no-debugger: the reloader runs, the debugger does not")
@@ -539,7 +548,7 @@ def _werkzeug(s: Subject) -> Check:
     return Check(evidence=tuple(evidence), fix=fix)
 
 
-_DEBUGGER_UNKNOWN = "whether the debugger is on (the app's source was not readable)"
+_DEBUGGER_UNKNOWN = "whether the debugger is on (its script or environment is not readable)"
 
 
 def _read_werkzeug_probe(result: ProbeResult, level: Level) -> Reading:

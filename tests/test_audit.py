@@ -126,6 +126,13 @@ def test_werkzeug_without_debugger_is_high(
     assert found.fix.startswith("flask run --host 127.0.0.1 --port 8000")
 
 
+def test_another_user_s_flask_debug_is_unknown_not_off() -> None:
+    found = one(facts(Proc(FLASK, cwd=None)))  # no cwd: its environment was not readable
+    assert found.level is Level.HIGH
+    assert found.unknown and "debugger" in found.unknown[0]
+    assert found.evidence == ("no --debug; FLASK_DEBUG unknown (another user's environment)",)
+
+
 APP_RUN = """\
 from flask import Flask
 
