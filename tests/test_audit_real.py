@@ -28,7 +28,16 @@ from portinspect import scanner
 from portinspect.audit import ProbeRequest
 
 from .servers import BIN, DJANGO_FILES, FASTAPI_APP, FLASK_APP
-from .support import SCRIPT, is_root, listening, port_of, run_cli, run_in_namespace, wait_until
+from .support import (
+    SCRIPT,
+    is_root,
+    listening,
+    port_of,
+    run_as_nobody,
+    run_cli,
+    run_in_namespace,
+    wait_until,
+)
 from .test_hostile_input import terminal_unsafe
 
 pytestmark = [
@@ -484,3 +493,29 @@ def test_secrets_in_the_environment_are_never_kept(backend: str) -> None:
     }
     assert dict(info.env) == expected
     assert dict(tree.env) == expected
+
+
+@pytest.mark.unprivileged
+@pytest.mark.skipif(not is_root(), reason="drops to nobody: needs root")
+def test_an_ordinary_user_sees_root_s_listener_as_hidden() -> None:
+    """As `nobody`, root's listener has a hidden owner: the audit names its user, not a guess."""
+    from portinspect import _linux, api, audit, dangers, probe, tunnels  # noqa: F401 (before setuid)
+
+    with listening() as sock:  # root's socket, bound by the test and held
+        port = port_of(sock)
+
+        api.run_audit(port, include_loopback=True)  # warm: nobody may not read the venv
+
+        def as_nobody() -> list[dict[str, Any]]:
+            report = api.run_audit(port, include_loopback=True)
+            return [f.to_dict() for f in report.findings]
+
+        [found] = run_as_nobody(as_nobody)
+    assert (found["level"], found["exposure"], found["pid"], found["user"]) == (
+        "info",
+        "loopback",
+        None,
+        "root",
+    )
+    assert found["what"] == "unknown service (owner hidden)"
+    assert found["unknown"] == ["what it is"]
