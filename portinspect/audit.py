@@ -1,17 +1,13 @@
 """Pure: the listeners, their processes, the interfaces and the tunnels -> the ways in, worst first.
 
-Nothing here touches the OS; api.audit() gathers the facts and runs the optional probes.
+Nothing here touches the OS: api.run_audit() gathers the facts (Facts) and runs the optional
+probes, whose answers apply_probes() reads.
 
 A way in is a listener on a wildcard or non-loopback address, a port a container publishes,
-or a local port a tunnel forwards to the outside. Each finding says what the listener is, why
-it matters, the evidence a user can check (a flag, the NAME of an environment variable and
-whether it is set, a source line; never a token's value) and the fix. What cannot be known
-from here is said ("unknown"), and the level then assumes the worse case it cannot rule out.
-
-What a listener is, how dangerous it is when reachable and how to close it is data: the
-`DANGERS` rows, first match wins. A row may carry a check (the evidence: is the debugger on,
-does Jupyter ask for a token) and a probe (one HTTP request over loopback that settles an
-unknown). The rows are meant to move into one catalogue of servers later.
+or a local port a tunnel forwards to the outside (tunnels.py reads the clients' argv). What a
+listener is, how dangerous it is when reachable and how to close it comes from dangers.py's
+rows; here the rows' verdicts become findings: grouped per served port, given the interface
+addresses that reach them, matched to the tunnels that publish them, sorted worst first.
 """
 
 from __future__ import annotations
@@ -232,7 +228,7 @@ def _hidden_finding(s: Subject, base: Finding, root: bool) -> Finding:
     owner = s.listener.user or "another user"
     if root:
         why = "its owner is not visible even to root (another pid namespace, or the kernel)"
-        fix = "find it where it runs (a container: `docker ps`; the kernel: nfsd, rpc)"
+        fix = "look where it runs: a container (`docker ps`) or the kernel (nfsd, rpcbind)"
     else:
         why = f"it belongs to {owner}, whose processes are hidden from you"
         fix = "run `sudo portinspect audit` to see what it is"

@@ -41,7 +41,6 @@ class Level(str, Enum):
 
 _RANK = {Level.INFO: 0, Level.MEDIUM: 1, Level.HIGH: 2, Level.CRITICAL: 3}
 LEVELS = tuple(sorted(Level, key=lambda lv: -lv.rank))  # critical first
-DEFAULT_FAIL_ON = Level.HIGH
 
 
 def parse_level(text: str, what: str = "--fail-on") -> Level:
@@ -625,7 +624,7 @@ class _Auth:
     on: tuple[str, ...] = ()  # options that turn authentication on (values never shown)
     off: tuple[tuple[str, str], ...] = ()  # (option, value) that turn protection off
     config: tuple[str, ...] = ()  # options naming a config file (not read)
-    default: str = "unknown"  # "open", "protected", "password" or "unknown"
+    default: str = "unknown"  # "open", "password" (asks by default) or "unknown"
     default_text: str = ""
 
 
