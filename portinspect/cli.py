@@ -250,7 +250,7 @@ class _OneLineErrors(_typer_lean.LeanParams, TyperGroup):
 app = typer.Typer(
     cls=_OneLineErrors,
     name="portinspect",
-    help="What is on a port, and how do I get it back? List, diagnose, free, kill and wait.",
+    help="What is on a port, and how do I get it back? List, diagnose, free, kill, wait, audit.",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
