@@ -96,12 +96,19 @@ def run_audit(
     paths = dangers.script_paths(listeners)
     sources = {p: text for p in paths if (text := scanner.read_source(p)) is not None}
     interfaces = scanner.interface_addresses(backend=backend)
-    facts = audit.Facts(listeners, interfaces, tunnels, sources, root=scanner.privileged())
+    facts = audit.Facts(
+        listeners,
+        interfaces,
+        tunnels,
+        sources,
+        root=scanner.privileged(),
+        v6only=_v6only(listeners, backend),
+    )
     findings = audit.assess(facts, include_loopback=include_loopback)
     if wanted is not None:
         findings = [f for f in findings if f.port in wanted]
     if probe:
-        from portinspect.probe import http_get
+        from portinspect.audit_probe import http_get
 
         results = {request: http_get(request) for request in audit.probes(findings)}
         findings = audit.apply_probes(findings, results)
@@ -125,3 +132,18 @@ def _tunnels(backend: str | None) -> list[Tunnel]:
         return found
     infos = scanner.read_processes([t.pid for t in found if t.pid is not None], backend=backend)
     return [replace(t, user=infos[t.pid].user) if t.pid in infos else t for t in found]
+
+
+def _v6only(listeners: Iterable[Listener], backend: str | None) -> dict[tuple[Proto, int], bool]:
+    """For each `::` listener: is it IPv6-only? One more netlink dump (on Linux) of its ports, so
+    `::` on a dual-stack socket is reachable on IPv4 addresses too, and on an IPv6-only one not."""
+    wild = {(li.proto, li.port) for li in listeners if li.address == "::"}
+    if not wild:
+        return {}
+    protos = {proto for proto, _ in wild}
+    sockets = scanner.listening_addresses(protos, {port for _, port in wild}, backend=backend)
+    return {
+        (s.proto, s.port): s.v6only
+        for s in sockets
+        if s.address == "::" and s.v6only is not None and (s.proto, s.port) in wild
+    }

@@ -170,6 +170,9 @@ class Facts:
     # path -> text of the Python scripts the listeners run (app.run(debug=True) lives there).
     sources: Mapping[str, str] = field(default_factory=dict)
     root: bool = False  # the caller is root: a hidden owner is another namespace, not a user
+    # (proto, port) -> whether the `::` socket there is IPv6-only (Linux's sock_diag says); a
+    # `::` socket missing here is taken as dual-stack, Linux's and macOS's default.
+    v6only: Mapping[tuple[Proto, int], bool] = field(default_factory=dict)
 
 
 def _container(s: Subject) -> tuple[frameworks.ContainerProxy, ProcessInfo] | None:
@@ -257,12 +260,12 @@ def _probe_host(address: str) -> str | None:
 
 
 def _reachable_on(
-    addresses: Sequence[str], interfaces: Sequence[InterfaceAddress]
+    addresses: Sequence[str], interfaces: Sequence[InterfaceAddress], v6only: bool | None
 ) -> tuple[InterfaceAddress, ...]:
     """The interface addresses other machines can use to reach these bound addresses.
 
-    A wildcard is every non-loopback address of its family; `::` also takes IPv4 (Linux's
-    sockets are dual-stack unless the server set IPV6_V6ONLY, which we cannot see here).
+    A wildcard is every non-loopback address of its family; `::` also takes IPv4 unless the
+    socket is IPv6-only (v6only None: not known, taken as dual-stack).
     """
     found: list[InterfaceAddress] = []
     for address in addresses:
@@ -272,7 +275,7 @@ def _reachable_on(
             if address in ("0.0.0.0", "::ffff:0.0.0.0"):
                 hit = iface.family is Family.IPV4
             elif address == "::":
-                hit = True
+                hit = iface.family is Family.IPV6 or not v6only
             else:
                 hit = iface.address == address.split("%", 1)[0]
             if hit and iface not in found:
@@ -329,7 +332,9 @@ def _listener_finding(
         user=li.user,
         framework=li.framework,
         server=li.server,
-        reachable_on=_reachable_on(exposed_addresses, facts.interfaces),
+        reachable_on=_reachable_on(
+            exposed_addresses, facts.interfaces, facts.v6only.get((li.proto, li.port))
+        ),
     )
     if li.owner_hidden:
         return _hidden_finding(s, base, facts.root), s, None

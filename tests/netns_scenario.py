@@ -8,7 +8,8 @@ the host, let alone beyond it. Probes go to the namespace's own loopback. Being 
 own pid namespace, this script takes every process it started down with it, even on a crash.
 
 argv: the scenario as JSON, and the path of the portinspect console script. In a scenario,
-"{port:NAME}" is replaced by the port leased for NAME and "{dir}" by the scratch directory.
+"{port:NAME}" is replaced by the port leased for NAME and "{dir}" by the scratch directory; a
+server is ready when it answers HTTP on 127.0.0.1 (or on its "ready" address, e.g. "::1").
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ def _fill(value: str, ports: dict[str, int], scratch: Path) -> str:
     return value.replace("{dir}", str(scratch)).replace("{python}", sys.executable)
 
 
-def _answers(port: int, deadline: float) -> bool:
+def _answers(port: int, deadline: float, host: str = "127.0.0.1") -> bool:
     """Until the server answers HTTP on loopback (any status: 404 and 403 are answers)."""
     while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        conn = http.client.HTTPConnection(host, port, timeout=1)
         try:
             conn.request("GET", "/")
             conn.getresponse().read()
@@ -119,7 +120,7 @@ def main() -> None:
         down = [
             s["name"]
             for s in scenario.get("servers", [])
-            if not _answers(ports[s["name"]], deadline)
+            if not _answers(ports[s["name"]], deadline, s.get("ready", "127.0.0.1"))
         ]
         if down:
             logs = {n: (scratch / f"{n}.log").read_text(errors="replace")[-2000:] for n in down}

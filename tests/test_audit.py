@@ -51,6 +51,7 @@ def facts(
     tunnels: Sequence[Tunnel] = (),
     sources: Mapping[str, str] | None = None,
     root: bool = False,
+    v6only: Mapping[tuple[Proto, int], bool] | None = None,
 ) -> Facts:
     processes = {1: INIT}
     sockets = []
@@ -66,7 +67,7 @@ def facts(
             sockets.append(Socket(p.proto, family, p.address, port, uid=1000, pids=pids))
     snapshot = Snapshot(sockets=tuple(sockets), processes=processes, user_names={1000: "me"})
     listeners = classifier.classify(snapshot)
-    return Facts(listeners, IFACES, tuple(tunnels), sources or {}, root)
+    return Facts(listeners, IFACES, tuple(tunnels), sources or {}, root, v6only or {})
 
 
 def one(f: Facts, *, include_loopback: bool = False) -> Finding:
@@ -442,6 +443,11 @@ def test_container_published_on_loopback_is_only_info() -> None:
 def test_reachable_on_the_machine_s_interfaces(address: str, reach: list[str]) -> None:
     found = one(facts(Proc(("/opt/x/bin/xd",), address=address)))
     assert [f"{a.address} ({a.interface})" for a in found.reachable_on] == reach
+
+
+def test_an_ipv6_only_wildcard_is_not_reachable_on_ipv4() -> None:
+    f = facts(Proc(("/opt/x/bin/xd",), address="::"), v6only={(Proto.TCP, 8000): True})
+    assert [a.address for a in one(f).reachable_on] == ["fe80::1"]
 
 
 def test_loopback_only_services_are_listed_only_when_asked() -> None:

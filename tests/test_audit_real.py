@@ -228,6 +228,20 @@ def test_who_shows_the_same_verdict(consoles: dict[str, Any]) -> None:
 
 # --- development servers, production servers, tunnels --------------------------------------
 
+V6ONLY_SERVER = """\
+import http.server, socket, sys
+
+
+class V6Only(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
+V6Only(("::", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
 HOSTILE_DIR = "share \x1b[31mred\u202eevil"
 HOSTILE_DOMAIN = "x\x1b]0;owned\x07.ngrok.app"
 NGROK_TOKEN = "SECRET-NGROK-5"
@@ -237,6 +251,7 @@ DEV = {
         **{f"dj/{k}": v for k, v in DJANGO_FILES.items()},
         "uv/main.py": FASTAPI_APP,
         "gu/app.py": FLASK_APP,
+        "v6only.py": V6ONLY_SERVER,
         f"{HOSTILE_DIR}/index.html": "hello",
     },
     "spare": ["nothing"],
@@ -253,6 +268,10 @@ DEV = {
                                    "0.0.0.0", "--directory", HOSTILE_DIR]},
         {"name": "private", "argv": ["{python}", "-m", "http.server", "{port:private}", "--bind",
                                      "127.0.0.1"]},
+        # `::` twice: http.server makes it dual-stack (IPv4 too), the other sets IPV6_V6ONLY.
+        {"name": "dual", "argv": ["{python}", "-m", "http.server", "{port:dual}", "--bind", "::"],
+         "ready": "::1"},
+        {"name": "v6only", "argv": ["{python}", "v6only.py", "{port:v6only}"], "ready": "::1"},
     ],
     "tunnels": [
         {"program": "ngrok", "args": ["http", "{port:django}", "--authtoken", NGROK_TOKEN,
@@ -305,6 +324,19 @@ def test_development_and_production_servers(dev: dict[str, Any]) -> None:
     everything = doc(dev["runs"]["all"])["findings"]
     private = by_port(everything, ports["private"], "loopback")
     assert (private["level"], private["reachable_on"]) == ("info", [])
+
+
+@needs_netns
+@pytest.mark.servers
+def test_an_ipv6_wildcard_is_reachable_on_ipv4_only_when_dual_stack(dev: dict[str, Any]) -> None:
+    ports = dev["ports"]
+    findings = doc(dev["runs"]["probe"])["findings"]
+    dual = by_port(findings, ports["dual"])
+    only6 = by_port(findings, ports["v6only"])
+    assert dual["address"] == only6["address"] == "::"
+    families = {f["family"] for f in dual["reachable_on"]}
+    assert families == {"ipv4", "ipv6"} and VETH in [f["address"] for f in dual["reachable_on"]]
+    assert only6["reachable_on"] and {f["family"] for f in only6["reachable_on"]} == {"ipv6"}
 
 
 @needs_netns
@@ -436,7 +468,7 @@ def test_probes_refuse_every_address_but_loopback(monkeypatch: pytest.MonkeyPatc
     """Spy on the socket layer: a refused probe must not even open a connection."""
     import http.client
 
-    from portinspect import probe
+    from portinspect import audit_probe as probe
 
     opened: list[object] = []
     monkeypatch.setattr(http.client.HTTPConnection, "connect", lambda self: opened.append(self))
@@ -447,7 +479,8 @@ def test_probes_refuse_every_address_but_loopback(monkeypatch: pytest.MonkeyPatc
 
 
 def test_probe_of_a_real_loopback_server(tmp_path: Path) -> None:
-    from portinspect import find_free_ports, probe
+    from portinspect import audit_probe as probe
+    from portinspect import find_free_ports
 
     [port] = find_free_ports()  # leased: no other worker gets it while the server starts
     server = subprocess.Popen(
@@ -478,13 +511,17 @@ def test_secrets_in_the_environment_are_never_kept(backend: str) -> None:
         "NODE_OPTIONS": "--require /SECRET-3.js --inspect=0.0.0.0:9229",
         "FLASK_DEBUG": "1",
     }
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    code = "import time; print('up', flush=True); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
     try:
+        # Read it once it runs: between fork and exec /proc shows the test's own environment.
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
         info = scanner.read_processes([proc.pid], backend=backend)[proc.pid]
         tree = scanner.process_tree(proc.pid, backend=backend)[proc.pid]
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     expected = {
         "JUPYTER_TOKEN": "set",
         "WERKZEUG_DEBUG_PIN": "set",
@@ -499,7 +536,7 @@ def test_secrets_in_the_environment_are_never_kept(backend: str) -> None:
 @pytest.mark.skipif(not is_root(), reason="drops to nobody: needs root")
 def test_an_ordinary_user_sees_root_s_listener_as_hidden() -> None:
     """As `nobody`, root's listener has a hidden owner: the audit names its user, not a guess."""
-    from portinspect import _linux, api, audit, dangers, probe, tunnels  # noqa: F401 (before setuid)
+    from portinspect import _linux, api, audit, audit_probe, dangers, tunnels  # noqa: F401 (before setuid)
 
     with listening() as sock:  # root's socket, bound by the test and held
         port = port_of(sock)

@@ -1,5 +1,7 @@
 """`audit --probe`: one HTTP GET to a listener over loopback, never to any other address.
 
+(`probes` is wait's: other hosts, resolving and retrying; this one never leaves the machine.)
+
 The request carries no credentials and follows no redirect; the answer is read up to a small
 bound and only its status, content type and first bytes are kept.
 """
