@@ -90,8 +90,10 @@ def main() -> None:
     compileall.compile_dir(ROOT / "portinspect", quiet=1)
     if args.before is not None:
         compileall.compile_dir(args.before / "portinspect", quiet=1)
+    load_avg = Path("/proc/loadavg").read_text().split()[0]
     lines = [
-        f"Median [min..max] wall ms, {platform.node()}, {datetime.date.today()}; "
+        f"Median [min..max] wall ms, {platform.node()}, {datetime.date.today()}, load average "
+        f"{load_avg} at the start (other work on the machine inflates every row alike); "
         "round-robin after one warm-up round.",
         "",
         "| scale | command | median | min..max | failures |",
