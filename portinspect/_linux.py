@@ -19,9 +19,13 @@ import errno
 import os
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from portinspect.models import Family, ProcessInfo, Proto, Socket
+from portinspect.models import Family, InterfaceAddress, ProcessInfo, Proto, Socket
+
+# Turns the marker variables read from a process's environment into what may be kept (a token
+# becomes "set" or "empty"): applied as each environment is parsed, before anything else sees it.
+EnvReducer = Callable[[dict[str, str]], dict[str, str]]
 
 # (proto, family, address, port, uid, inode): a socket before we know its holders.
 _Entry = tuple[Proto, Family, str, int, int, int | None]
@@ -73,6 +77,7 @@ _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 _ADDR_REQUEST = struct.Struct("=IHHII B7x")
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
+_IFA_LABEL = 3
 
 # A dump skb is capped at 32 KiB by the kernel (netlink_dump); twice that never truncates,
 # and MSG_TRUNC would tell us if it did.
@@ -367,8 +372,9 @@ def _v6only(buf: bytearray, start: int, end: int) -> bool | None:
     return None
 
 
-def interface_addresses() -> set[str]:
-    """The IP addresses of this machine's interfaces (RTM_GETADDR), loopback's included.
+def interface_addresses() -> list[InterfaceAddress]:
+    """Every address of this machine's interfaces (RTM_GETADDR), loopback's included, with the
+    interface it belongs to (IFA_LABEL for IPv4, the interface index's name for IPv6).
 
     IFA_LOCAL is the address of this end where it differs from IFA_ADDRESS (the peer of a
     point-to-point link), so it wins when both are there.
@@ -376,7 +382,7 @@ def interface_addresses() -> set[str]:
     sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM, _NETLINK_ROUTE)
     sock.settimeout(_NETLINK_TIMEOUT)
     seq = 1
-    found: set[str] = set()
+    found: list[InterfaceAddress] = []
     try:
         sock.send(
             _ADDR_REQUEST.pack(
@@ -384,20 +390,34 @@ def interface_addresses() -> set[str]:
             )
         )
         for buf, body, end in _netlink_messages(sock, seq, _RTM_NEWADDR, _IFADDRMSG.size):
-            af = buf[body]
+            af, _prefix, _flags, _scope, index = _IFADDRMSG.unpack_from(buf, body)
             size = {_AF_INET: 4, _AF_INET6: 16}.get(af)
             if size is None:
                 continue
-            addresses: dict[int, bytes] = {}
+            attrs: dict[int, bytes] = {}
             for kind, data, data_end in _attributes(buf, body + _IFADDRMSG.size, end):
                 if kind in (_IFA_ADDRESS, _IFA_LOCAL) and data_end - data == size:
-                    addresses[kind] = bytes(buf[data:data_end])
-            raw = addresses.get(_IFA_LOCAL) or addresses.get(_IFA_ADDRESS)
+                    attrs[kind] = bytes(buf[data:data_end])
+                elif kind == _IFA_LABEL:
+                    attrs[kind] = bytes(buf[data:data_end]).split(b"\0", 1)[0]
+            raw = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
             if raw is not None:
-                found.add(_socket.inet_ntop(af, raw))
+                address = _socket.inet_ntop(af, raw)
+                family = Family.IPV4 if af == _AF_INET else Family.IPV6
+                found.append(InterfaceAddress(_interface_name(attrs, index), family, address))
     finally:
         sock.close()
     return found
+
+
+def _interface_name(attrs: dict[int, bytes], index: int) -> str:
+    label = attrs.get(_IFA_LABEL, b"").decode(_FS_ENCODING, _FS_ERRORS)
+    if label:
+        return label
+    try:
+        return _socket.if_indextoname(index)
+    except OSError:  # the interface went away since the dump
+        return str(index)
 
 
 def _raise_if_error(code: int) -> None:
@@ -821,8 +841,9 @@ def boot_time() -> float:
 class ProcessReader:
     """Reads ProcessInfo for pids as psutil would, caching user names and the boot time."""
 
-    def __init__(self, env_keys: Iterable[str] = ()) -> None:
+    def __init__(self, env_keys: Iterable[str] = (), reduce_env: EnvReducer | None = None) -> None:
         self.env_keys = tuple(env_keys)
+        self._reduce_env = reduce_env
         self._env_needles = tuple(k.encode() + b"=" for k in self.env_keys)
         self.boot = boot_time()
         self.users: dict[int, str] = {}
@@ -843,7 +864,8 @@ class ProcessReader:
         # Most processes carry none of the markers: a substring test skips the parse.
         if not any(needle in data for needle in self._env_needles):
             return {}
-        return _environ(data, self.env_keys)
+        env = _environ(data, self.env_keys)
+        return self._reduce_env(env) if self._reduce_env is not None and env else env
 
     def read(self, pid: int) -> ProcessInfo | None:
         """One process; None if it has gone. Fields we may not read are None or empty."""
@@ -916,7 +938,9 @@ def lineage(pid: int) -> set[int]:
     return found
 
 
-def process_tree(root: int, env_keys: Iterable[str] = ()) -> dict[int, ProcessInfo]:
+def process_tree(
+    root: int, env_keys: Iterable[str] = (), reduce_env: EnvReducer | None = None
+) -> dict[int, ProcessInfo]:
     """root and all its descendants, as psutil's children(recursive=True) finds them.
 
     Through /proc/<pid>/task/<tid>/children, so it costs the size of the tree; psutil reads the
@@ -924,7 +948,7 @@ def process_tree(root: int, env_keys: Iterable[str] = ()) -> dict[int, ProcessIn
     """
     if not _can_list_children():
         raise OSError(errno.ENOSYS, "no /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN)")
-    reader = ProcessReader(env_keys)
+    reader = ProcessReader(env_keys, reduce_env)
     tree: dict[int, ProcessInfo] = {}
     todo = [root]
     while todo:
@@ -936,3 +960,20 @@ def process_tree(root: int, env_keys: Iterable[str] = ()) -> dict[int, ProcessIn
             tree[pid] = info
             todo += _children(pid)
     return tree
+
+
+def command_lines() -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process we may see, kernel threads (no argv) left out.
+
+    One small read per process: `audit` looks for tunnel clients (ssh -R, ngrok...), which hold
+    no listening socket, so the socket walk never meets them.
+    """
+    found = []
+    for pid in _pids():
+        try:
+            argv = _argv(_read_small(f"/proc/{pid}/cmdline"))
+        except _GONE_OR_HIDDEN:
+            continue
+        if argv:
+            found.append((pid, argv))
+    return found

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from portinspect.models import Family, Proto, Socket
+from portinspect.models import Family, InterfaceAddress, Proto, Socket
 
 _KINDS = {Proto.TCP: "tcp", Proto.UDP: "udp"}
 _FAMILIES: dict[int, Family] = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
@@ -147,11 +147,25 @@ def list_sockets(
     return sockets, hidden
 
 
-def interface_addresses() -> set[str]:
-    """The IP addresses of this machine's interfaces, loopback's included."""
-    return {
-        addr.address.split("%")[0]  # an IPv6 link-local address carries its zone
-        for addrs in psutil.net_if_addrs().values()
-        for addr in addrs
-        if addr.family in _FAMILIES
-    }
+def interface_addresses() -> list[InterfaceAddress]:
+    """Every IPv4 and IPv6 address of every interface (getifaddrs)."""
+    found = []
+    for name, addrs in psutil.net_if_addrs().items():
+        for addr in addrs:
+            family = _FAMILIES.get(addr.family)
+            if family is not None and addr.address:
+                found.append(InterfaceAddress(name, family, addr.address.split("%", 1)[0]))
+    return found
+
+
+def command_lines() -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process whose command line we may read."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            argv = tuple(proc.cmdline())
+        except (psutil.Error, OSError):
+            continue  # gone, a zombie, or not ours to read (macOS, Windows)
+        if argv:
+            found.append((proc.pid, argv))
+    return found

@@ -277,7 +277,7 @@ class _OneLineErrors(_typer_lean.LeanParams, TyperGroup):
 app = typer.Typer(
     cls=_OneLineErrors,
     name="portinspect",
-    help="What is on a port, and how do I get it back? List, diagnose, free, kill and wait.",
+    help="What is on a port, and how do I get it back? List, diagnose, free, kill, wait, audit.",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -335,6 +335,9 @@ def list_command(
     exposed: Annotated[
         bool, typer.Option("--exposed", help="Only sockets reachable beyond loopback.")
     ] = False,
+    risk: Annotated[
+        bool, typer.Option("--risk", help="Add the audit's level for each port (RISK column).")
+    ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
@@ -344,6 +347,7 @@ def list_command(
         ports = parse_port_spec(port) if port is not None else None
         result = api.scan_result(ports, proto)
         listeners = [li for li in result.listeners if li.exposed or not exposed]
+        risks = _risks(result) if risk else None
         warnings = [_hidden_owners_warning()] if result.owners_hidden else []
         status = ExitStatus.OK
         error = None
@@ -352,15 +356,26 @@ def list_command(
             status, error = ExitStatus.NOT_LISTENING, f"nothing is listening on port {shown}"
         # Only the output asked for: the table costs 140 ms at 5000 listeners (+50 ms to import
         # tabulate), the JSON dicts 17 ms.
+        rows = [li.to_dict() for li in listeners] if as_json else []
+        if risks is not None:
+            rows = [{**row, "risk": risks.get((row["proto"], row["port"]))} for row in rows]
         return Outcome(
             status,
-            {"listeners": [li.to_dict() for li in listeners]} if as_json else {},
-            human=render.list_table(listeners) if error is None and not as_json else "",
+            {"listeners": rows} if as_json else {},
+            human=render.list_table(listeners, risks) if error is None and not as_json else "",
             warnings=warnings,
             error=error,
         )
 
     return _run("list", _output(as_json, quiet), body)
+
+
+def _risks(result: api.ScanResult) -> dict[tuple[str, int], str]:
+    """(proto, port) -> the audit's worst level there (`list --risk`), from the same scan."""
+    from portinspect import audit
+
+    report = api.run_audit(include_loopback=True, scanned=result)
+    return {key: level.value for key, level in audit.worst_by_port(report.findings).items()}
 
 
 @app.command("who", cls=_typer_lean.LeanCommand)
@@ -373,17 +388,25 @@ def who_command(
 
     def body() -> Outcome:
         number = parse_port(port)
-        listeners = api.scan(number)
+        scanned = api.scan_result(number)
+        listeners = scanned.listeners
         if not listeners:
             raise NotListeningError(f"nothing is listening on port {number}", port=number)
         trees = api.app_trees(listeners)
+        # The audit's verdict for this port: exposure, tunnels, containers (loopback included).
+        findings = api.run_audit(number, include_loopback=True, scanned=scanned).findings
         payload = {
             "port": number,
             "listeners": [li.to_dict() for li in listeners],
             "apps": render.apps_json(listeners, trees),
             "stop": f"portinspect kill {number}",
+            "audit": [f.to_dict() for f in findings],
         }
-        outcome = Outcome(ExitStatus.OK, payload, human=render.who_report(number, listeners, trees))
+        human = render.who_report(number, listeners, trees)
+        verdict = render.audit_verdict(findings)
+        if verdict:
+            human += "\n\n" + "\n".join(verdict)
+        outcome = Outcome(ExitStatus.OK, payload, human=human)
         if all(li.owner_hidden for li in listeners):
             user = listeners[0].user or "another user"
             hidden = PermissionDeniedError(
@@ -630,6 +653,62 @@ def _give_back(ports: Sequence[int]) -> None:
     with warnings.catch_warnings():  # said once already, by the search
         warnings.simplefilter("ignore", freeport.LeaseDirWarning)
         freeport.release_leases(ports)
+
+
+@app.command("audit", cls=_typer_lean.LeanCommand)
+def audit_command(
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            metavar="LEVEL",
+            help="Exit 9 when a finding is at or above LEVEL: critical, high, medium, info.",
+        ),
+    ] = "high",
+    probe: Annotated[
+        bool,
+        typer.Option("--probe", help="Settle unknowns with one HTTP request over loopback."),
+    ] = False,
+    include_loopback: Annotated[
+        bool, typer.Option("--all", help="Also list loopback-only services (info).")
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """What others can reach on this machine, how dangerous it is, and how to close it."""
+    from portinspect import audit
+    from portinspect.dangers import parse_level
+
+    def body() -> Outcome:
+        level = parse_level(fail_on)
+        report = api.run_audit(probe=probe, include_loopback=include_loopback)
+        failing = audit.at_or_above(report.findings, level)
+        payload: dict[str, Any] = {}
+        if as_json:
+            payload = {
+                "findings": [f.to_dict() for f in report.findings],
+                "fail_on": level.value,
+                "counts": audit.counts(report.findings),
+                "probed": report.probed,
+                "interfaces": [a.to_dict() for a in report.interfaces],
+                "tunnels": [t.to_dict() for t in report.tunnels],
+            }
+        human = render.audit_report(
+            report.findings, level, failing=len(failing), include_loopback=include_loopback
+        )
+        error = None
+        if failing:
+            noun = "finding" if len(failing) == 1 else "findings"
+            error = f"{len(failing)} {noun} at or above --fail-on {level.value}"
+        return Outcome(
+            ExitStatus.FINDINGS if failing else ExitStatus.OK,
+            payload,
+            human=human,
+            warnings=[_hidden_owners_warning()] if report.owners_hidden else [],
+            error=error,
+        )
+
+    return _run("audit", _output(as_json, quiet), body)
 
 
 def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
-from portinspect.models import ALL_PROTOS, ProcessInfo, Proto, Snapshot, Socket
+from portinspect.models import ALL_PROTOS, InterfaceAddress, ProcessInfo, Proto, Snapshot, Socket
 
 if TYPE_CHECKING:
     import psutil
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 # The only environment variables we keep: they mark reloader children, kernels and
-# npm wrappers. Everything else in a process's environment stays private.
+# npm wrappers, or switch on what `audit` reports (a debugger, a Jupyter token). Everything
+# else in a process's environment stays private.
 ENV_MARKERS = (
     "RUN_MAIN",
     "WERKZEUG_RUN_MAIN",
@@ -34,11 +35,46 @@ ENV_MARKERS = (
     "JPY_PARENT_PID",
     "npm_lifecycle_event",
     "npm_command",
+    "FLASK_DEBUG",
+    "WERKZEUG_DEBUG_PIN",
+    "JUPYTER_TOKEN",
+    "NODE_OPTIONS",
 )
 
 
 BACKENDS = ("auto", "linux", "psutil")
 BACKEND_ENV = "PORTINSPECT_BACKEND"
+
+
+def _presence(value: str) -> str:
+    return "set" if value else "empty"
+
+
+def _debug_pin(value: str) -> str:
+    # "off" switches the PIN off; any other value IS the PIN.
+    return "off" if value.strip().lower() == "off" else _presence(value)
+
+
+def _inspect_options(value: str) -> str:
+    # NODE_OPTIONS may carry anything (--require of a private path); only the debugger matters.
+    return " ".join(word for word in value.split() if word.startswith("--inspect"))
+
+
+# Markers whose value may be a secret or private, reduced as the environment is read, so no
+# token or PIN is ever held in a ProcessInfo, let alone printed.
+_ENV_REDUCED: dict[str, Callable[[str], str]] = {
+    "JUPYTER_TOKEN": _presence,
+    "WERKZEUG_DEBUG_PIN": _debug_pin,
+    "NODE_OPTIONS": _inspect_options,
+}
+
+
+def reduce_env(env: dict[str, str]) -> dict[str, str]:
+    """The markers of one process's environment as they may be kept (tokens as "set"/"empty")."""
+    for key, reduce in _ENV_REDUCED.items():
+        if key in env:
+            env[key] = reduce(env[key])
+    return env
 
 
 def _choice(backend: str | None) -> str:
@@ -213,20 +249,25 @@ def listening_addresses(
     return _via_backend(backend, linux, portable)
 
 
-def local_addresses(*, backend: str | None = None) -> frozenset[str]:
-    """The IP addresses of this machine's interfaces, loopback's included (127.0.0.1, ::1)."""
+def interface_addresses(*, backend: str | None = None) -> list[InterfaceAddress]:
+    """Every address of every network interface: where a wildcard listener can be reached."""
 
-    def linux() -> set[str]:
+    def linux() -> list[InterfaceAddress]:
         from portinspect import _linux
 
         return _linux.interface_addresses()
 
-    def portable() -> set[str]:
+    def portable() -> list[InterfaceAddress]:
         from portinspect import _psutil
 
         return _psutil.interface_addresses()
 
-    return frozenset(_via_backend(backend, linux, portable))
+    return _via_backend(backend, linux, portable)
+
+
+def local_addresses(*, backend: str | None = None) -> frozenset[str]:
+    """The IP addresses of this machine's interfaces, loopback's included (127.0.0.1, ::1)."""
+    return frozenset(a.address for a in interface_addresses(backend=backend))
 
 
 def _env_markers(proc: psutil.Process) -> dict[str, str]:
@@ -236,7 +277,7 @@ def _env_markers(proc: psutil.Process) -> dict[str, str]:
         env = proc.environ()
     except (psutil.Error, OSError):
         return {}  # another user's process: env needs root
-    return {k: env[k] for k in ENV_MARKERS if k in env}
+    return reduce_env({k: env[k] for k in ENV_MARKERS if k in env})
 
 
 def process_info(proc: psutil.Process) -> ProcessInfo | None:
@@ -292,7 +333,7 @@ def _process_reader(backend: str | None) -> Callable[[int], ProcessInfo | None]:
         from portinspect import _linux
 
         with contextlib.suppress(OSError):  # no readable /proc/stat: not a procfs we know
-            return _linux.ProcessReader(ENV_MARKERS).read
+            return _linux.ProcessReader(ENV_MARKERS, reduce_env).read
     return _psutil_read
 
 
@@ -395,7 +436,7 @@ def process_tree(root: int, *, backend: str | None = None) -> dict[int, ProcessI
         from portinspect import _linux
 
         with contextlib.suppress(OSError):  # without CONFIG_PROC_CHILDREN psutil does it
-            return _linux.process_tree(root, ENV_MARKERS)
+            return _linux.process_tree(root, ENV_MARKERS, reduce_env)
     import psutil
 
     try:
@@ -409,3 +450,24 @@ def process_tree(root: int, *, backend: str | None = None) -> dict[int, ProcessI
         if info is not None:
             tree[info.pid] = info
     return tree
+
+
+def command_lines(*, backend: str | None = None) -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process we may see; the argv only, never the environment."""
+
+    def linux() -> list[tuple[int, tuple[str, ...]]]:
+        from portinspect import _linux
+
+        return _linux.command_lines()
+
+    def portable() -> list[tuple[int, tuple[str, ...]]]:
+        from portinspect import _psutil
+
+        return _psutil.command_lines()
+
+    return _via_backend(backend, linux, portable)
+
+
+def privileged() -> bool:
+    """True when we run as root (POSIX): every owner in our pid namespace is visible."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
