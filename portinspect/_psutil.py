@@ -169,3 +169,59 @@ def command_lines() -> list[tuple[int, tuple[str, ...]]]:
         if argv:
             found.append((proc.pid, argv))
     return found
+
+
+# --- run/serve: a process tree where no pidfds exist (macOS, old Linux) ----------------------
+
+
+class Handle:
+    """A process as psutil saw it: psutil compares (pid, start time) before every signal, so
+    a pid reused since is refused (research §5). The portable counterpart of _linux.Pidfd."""
+
+    __slots__ = ("_proc", "pid")
+
+    def __init__(self, proc: psutil.Process) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+
+    def send(self, signum: int) -> bool:
+        try:
+            self._proc.send_signal(signum)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return False
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """root's descendants (root excluded), parents before their children; [] if root has gone."""
+    return [h.pid for h in pin_descendants(root)]
+
+
+def pin_descendants(root: int) -> list[Handle]:
+    """Handles to root's descendants, parents first (psutil appends each child when it
+    reaches its parent); [] if root has gone."""
+    try:
+        return [Handle(proc) for proc in psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_sockets(root: int, ports: frozenset[int], protos: frozenset[Proto]) -> list[Socket]:
+    """The listening sockets on `ports` held by root's descendants, with those holders' pids."""
+    found: dict[_Key, set[int]] = defaultdict(set)
+    for pid in descendants(root):
+        try:
+            proc = psutil.Process(pid)
+        except psutil.Error:
+            continue
+        for proto in protos:
+            for key, holder in _per_process(proto, [proc]):
+                if key[3] in ports:
+                    found[key].add(holder)
+    return [
+        Socket(proto, family, address, port, pids=tuple(sorted(pids)))
+        for (proto, family, address, port), pids in found.items()
+    ]
