@@ -646,11 +646,13 @@ class RunResult:
     servers: tuple[ServerReport, ...]
     tests: TestsReport | None
     teardown: Teardown
+    failed: str | None = None  # the server that ended the run (server-exited, not-ready)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "outcome": self.outcome.value,
             "message": self.message,
+            "failed": self.failed,
             "servers": [s.to_dict() for s in self.servers],
             "tests": None if self.tests is None else self.tests.to_dict(),
             "teardown": self.teardown.to_dict(),
@@ -660,7 +662,7 @@ class RunResult:
 @dataclass(frozen=True, slots=True)
 class RunEvent:
     """Progress of `run`, for a caller that shows it: kind is "starting", "ready", "stopped"
-    (with server) or "tests" (with command)."""
+    (with server), "tests" (with command), or "holding" (no test command: up until a signal)."""
 
     kind: str
     server: ServerReport | None = None

@@ -195,6 +195,78 @@ def _test_argv(
 
 
 # ---------------------------------------------------------------------------------------
+# The command line's way of saying it: --server [NAME=]COMMAND, --port [NAME:]P...
+# ---------------------------------------------------------------------------------------
+
+_NAMED_COMMAND = re.compile(r"([A-Za-z_][A-Za-z0-9_-]{0,39})=(.*)", re.DOTALL)
+
+
+def parse_servers(
+    commands: Sequence[str],
+    *,
+    ports: Sequence[str] = (),
+    near: Sequence[str] = (),
+    http: Sequence[str] = (),
+) -> list[ServerSpec]:
+    """`run`'s options as typed: each --server is `[NAME=]COMMAND` (a bare one is named
+    `server`, then server2, server3...); --port, --near and --http are `VALUE` for every
+    server or `NAME:VALUE` for one (an --http path starts with /, so `/health` is for all)."""
+    from portinspect.inputs import parse_port
+
+    specs: list[ServerSpec] = []
+    count = 0
+    for text in commands:
+        named = _NAMED_COMMAND.fullmatch(text)
+        if named:
+            name, command = named.group(1), named.group(2)
+        else:
+            count += 1
+            name, command = ("server" if count == 1 else f"server{count}"), text
+        specs.append(ServerSpec(command, name=name))
+    if not specs:
+        raise UsageError("no server to start: give --server COMMAND (or NAME=COMMAND)")
+    names = [s.name for s in specs]
+
+    def per_server(option: str, values: Sequence[str], path: bool) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for value in values:
+            name, sep, rest = value.partition(":")
+            if (path and value.startswith("/")) or not sep:
+                targets, rest = names, value
+            elif name in names:
+                targets = [name]
+            else:
+                known = ", ".join(names)
+                raise UsageError(f"{option} {_shown(value)}: no server named {name!r} ({known})")
+            for target in targets:
+                if target in found:
+                    raise UsageError(f"{option} is given twice for server {target!r}")
+                found[target] = rest
+        return found
+
+    fixed = per_server("--port", ports, path=False)
+    if len(fixed) > 1 and len(set(fixed.values())) < len(fixed):
+        raise UsageError("--port: two servers cannot share a port (write --port NAME:PORT each)")
+    nearest = per_server("--near", near, path=False)
+    paths = per_server("--http", http, path=True)
+    result = []
+    for spec in specs:
+        name = spec.name
+        if name in fixed and name in nearest:
+            raise UsageError(f"server {name!r}: --port and --near exclude each other")
+        result.append(
+            ServerSpec(
+                spec.command,
+                name=name,
+                port=parse_port(fixed[name], what="--port") if name in fixed else None,
+                near=parse_port(nearest[name], what="--near") if name in nearest else None,
+                http=paths.get(name),
+            )
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------
 # Ports
 # ---------------------------------------------------------------------------------------
 
@@ -847,6 +919,8 @@ def _run_tests(
 
 def _hold(fleet: _Fleet, signals: _Signals) -> ServerExitedError | None:
     """No test command: the servers stay up until a signal, or until one of them exits."""
+    if fleet.on_event is not None:
+        fleet.on_event(RunEvent("holding"))
     while signals.first is None:
         crash = fleet.exited()
         if crash is not None:
@@ -867,23 +941,25 @@ class _Ending:
     outcome: RunOutcome
     status: int
     message: str
+    failed: str | None = None
 
 
 def _ending(
     signum: int | None,
-    failure: PortInspectError | None,
+    failure: ServerExitedError | ServerNotReadyError | None,
     tests: _TestRun,
 ) -> _Ending:
     if signum is not None:
         outcome, status = _SIGNAL_OUTCOME[signal.Signals(signum)]
         return _Ending(outcome, status, f"{signal.Signals(signum).name}: stopped")
-    if isinstance(failure, ServerExitedError) or tests.crash is not None:
-        crash = tests.crash if tests.crash is not None else failure
-        assert crash is not None
+    crash = tests.crash or (failure if isinstance(failure, ServerExitedError) else None)
+    if crash is not None:
         where = " during the tests" if tests.crash is not None else ""
-        return _Ending(RunOutcome.SERVER_EXITED, ExitStatus.SERVER_EXITED, f"{crash}{where}")
+        return _Ending(
+            RunOutcome.SERVER_EXITED, ExitStatus.SERVER_EXITED, f"{crash}{where}", crash.name
+        )
     if isinstance(failure, ServerNotReadyError):
-        return _Ending(RunOutcome.NOT_READY, ExitStatus.TIMEOUT, str(failure))
+        return _Ending(RunOutcome.NOT_READY, ExitStatus.TIMEOUT, str(failure), failure.name)
     report = tests.report
     if report is None:  # pragma: no cover - every other way out is above
         return _Ending(RunOutcome.TESTS_PASSED, ExitStatus.OK, "done")
@@ -952,7 +1028,7 @@ def run(
         None if not tests else _test_argv(tests, shell=shell, env=fleet.base_env, cwd=fleet.cwd)
     )
     fleet.allocate()
-    failure: PortInspectError | None = None
+    failure: ServerExitedError | ServerNotReadyError | None = None
     tests_run = _TestRun()
     with _Signals() as signals:
         try:
@@ -971,14 +1047,17 @@ def run(
         finally:
             teardown = fleet.stop()
         ending = _ending(signals.first, failure, tests_run)
-    status = ending.status if teardown.clean else ExitStatus.LEFT_BEHIND
+    status, message = ending.status, ending.message
+    if not teardown.clean:  # a dirty machine outranks every other ending
+        status, message = ExitStatus.LEFT_BEHIND, f"{_left_message(teardown)} ({message})"
     return RunResult(
         exit_status=int(status),
         outcome=ending.outcome,
-        message=ending.message,
+        message=message,
         servers=tuple(s.report() for s in fleet.servers),
         tests=tests_run.report,
         teardown=teardown,
+        failed=ending.failed,
     )
 
 
