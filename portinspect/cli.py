@@ -201,7 +201,7 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
         raise  # EPIPE: the entry point ends the process as SIGPIPE would
 
 
-def _unwritten(status: ExitStatus, exc: OSError) -> int:
+def _unwritten(status: ExitStatus | int, exc: OSError) -> int:
     """stdout closed, full or failing: the work is done (kill finished, free gave its leases
     back), the result is lost. Say so; a failure the command already had keeps its code,
     a success becomes exit 1, as `ls` and `rm -v` do when they cannot write."""
@@ -881,7 +881,7 @@ def run_command(
             on_line=None if log_dir is not None else _server_line,
             on_event=progress,
             # stdout holds the one JSON document: the tests' own output goes to stderr.
-            test_stdout=sys.stderr.fileno() if as_json else None,
+            test_stdout=2 if as_json else None,
         )
         notes = render.run_teardown(result.teardown)
         if log_dir is not None and result.failed is not None:  # its output was not on stderr

@@ -272,16 +272,20 @@ def parse_servers(
 
 
 def _lease(spec: ServerSpec, *, reclaim: bool, lease_seconds: float, stop_timeout: float) -> int:
-    """A leased free port for the server: its fixed port, or the nearest to `near`."""
+    """The server's port: the free port nearest to `near`, leased (the lease ends when the
+    server binds it, or with us); or its fixed port, once checked free."""
     from portinspect import freeport
 
-    options: dict[str, Any] = {"lease_seconds": lease_seconds, "release_on_exit": True}
     if spec.port is None:
-        return freeport.find_free_ports(spec.near, 1, **options)[0]
+        leased = freeport.find_free_ports(
+            spec.near, 1, lease_seconds=lease_seconds, release_on_exit=True
+        )
+        return leased[0]
     port = spec.port
-    # The exact port the user asked for: none of the search's own exclusions apply.
+    # The exact port the user asked for: none of the search's own exclusions apply, and a
+    # lease someone else took does not count (`PORT=$(portinspect free)` leased it for us).
+    options: dict[str, Any] = {"lease": False, "port_range": (port, port)}
     options.update(allow_ephemeral=True, allow_privileged=True, allow_unsafe=True)
-    options["port_range"] = (port, port)
     skips: list[freeport.Skip] = []
     for attempt in (1, 2):
         skips.clear()
