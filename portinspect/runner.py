@@ -955,7 +955,9 @@ def _ending(
 ) -> _Ending:
     if signum is not None:
         outcome, status = _SIGNAL_OUTCOME[signal.Signals(signum)]
-        return _Ending(outcome, status, f"{signal.Signals(signum).name}: stopped")
+        name = signal.Signals(signum).name
+        text = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
+        return _Ending(outcome, status, text)
     crash = tests.crash or (failure if isinstance(failure, ServerExitedError) else None)
     if crash is not None:
         where = " during the tests" if tests.crash is not None else ""

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,12 @@ from typer.testing import CliRunner
 from portinspect import scan
 from portinspect.cli import app
 
+from .runs import TAG, new_tag, tagged
 from .servers import DJANGO_FILES, FASTAPI_APP, FLASK_APP, RECIPES
 from .support import SCRIPT, has_ipv6, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: subreaper")
 
-TAG = "PORTINSPECT_TEST_RUN_TAG"
 PY = sys.executable
 # Variables that would change what the servers do (tests/servers.py scrubs the same).
 SCRUB = (
@@ -120,34 +119,10 @@ def _env(tag: str) -> dict[str, str]:
     return env
 
 
-def tagged(tag: str) -> list[psutil.Process]:
-    """Every live process carrying the tag: whatever a run left, wherever it was reparented."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(TAG) == tag and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
-def _kill_tagged(tag: str) -> None:
-    """Cleanup when a test failed: what carries our tag is ours, and only that is killed."""
-    procs = tagged(tag)
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(procs, timeout=5)
-
-
 @pytest.fixture
 def tag() -> Iterator[str]:
-    value = uuid.uuid4().hex
-    try:
+    with new_tag() as value:
         yield value
-    finally:
-        _kill_tagged(value)
 
 
 def assert_all_gone(doc: dict[str, Any], tag: str) -> None:
