@@ -1,15 +1,29 @@
-"""What the run and serve tests share: a tag every process of a run inherits, and the scan
-that finds whatever carries it (reparented daemons included) after the run is over."""
+"""What the run and serve tests (and benchmarks/bench_run.py) share: the real servers as
+`run --server` commands, a tag every process of a run inherits, and the scan that finds
+whatever carries it (reparented daemons included) after the run is over."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 
+from .servers import DJANGO_FILES, FASTAPI_APP, FLASK_APP, RECIPES
+
 TAG = "PORTINSPECT_TEST_RUN_TAG"
+
+NODE_SERVER = """\
+const http = require("http");
+http.createServer((req, res) => res.end("hello from node\\n"))
+  .listen(Number(process.env.PORT), "127.0.0.1", () => console.log("listening"));
+"""
+PACKAGE_JSON = json.dumps(
+    {"name": "run-test", "version": "1.0.0", "private": True, "scripts": {"dev": "node server.js"}}
+)
 
 
 def tagged(tag: str) -> list[psutil.Process]:
@@ -37,3 +51,29 @@ def new_tag() -> Iterator[str]:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         psutil.wait_procs(procs, timeout=5)
+
+
+def label(name: str) -> str:
+    """A server name run accepts (letters, digits, _ and -) for a recipe's name."""
+    return name.replace(".", "-")
+
+
+def server_command(name: str) -> str:
+    """A recipe of tests/servers.py as a `run --server` command, `{port}` in place of the port."""
+    if name == "npm":
+        return "npm run dev"
+    # The recipes format the port into their argv; given the text "{port}" they write the
+    # placeholder where the number would go (127.0.0.1:{port}, --port {port}).
+    argv = RECIPES[name].argv("{port}", Path())  # type: ignore[arg-type]
+    return " ".join(argv)
+
+
+def project(root: Path) -> Path:
+    """One directory every recipe runs from: Django's, FastAPI's, Flask's and npm's files."""
+    files = {**DJANGO_FILES, "main.py": FASTAPI_APP, "app.py": FLASK_APP}
+    files.update({"server.js": NODE_SERVER, "package.json": PACKAGE_JSON})
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root

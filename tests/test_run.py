@@ -30,8 +30,7 @@ from typer.testing import CliRunner
 from portinspect import scan
 from portinspect.cli import app
 
-from .runs import TAG, new_tag, tagged
-from .servers import DJANGO_FILES, FASTAPI_APP, FLASK_APP, RECIPES
+from .runs import TAG, label, new_tag, project, server_command, tagged
 from .support import SCRIPT, has_ipv6, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: subreaper")
@@ -61,15 +60,6 @@ CHECK = textwrap.dedent(
     """
 )
 
-NODE_SERVER = """\
-const http = require("http");
-http.createServer((req, res) => res.end("hello from node\\n"))
-  .listen(Number(process.env.PORT), "127.0.0.1", () => console.log("listening"));
-"""
-PACKAGE_JSON = json.dumps(
-    {"name": "run-test", "version": "1.0.0", "private": True, "scripts": {"dev": "node server.js"}}
-)
-
 # A server that daemonizes: double fork, new session, the first child exits 0; only the
 # grandchild, reparented away from the top process, serves.
 DAEMON = textwrap.dedent(
@@ -84,32 +74,6 @@ DAEMON = textwrap.dedent(
         os._exit(0)
     """
 )
-
-
-def _label(name: str) -> str:
-    """A server name run accepts (letters, digits, _ and -) for a recipe's name."""
-    return name.replace(".", "-")
-
-
-def _server_command(name: str) -> str:
-    """A recipe of tests/servers.py as a `run --server` command, `{port}` in place of the port."""
-    if name == "npm":
-        return "npm run dev"
-    # The recipes format the port into their argv; given the text "{port}" they write the
-    # placeholder where the number would go (127.0.0.1:{port}, --port {port}).
-    argv = RECIPES[name].argv("{port}", Path())  # type: ignore[arg-type]
-    return " ".join(argv)
-
-
-def _project(root: Path) -> Path:
-    """One directory every recipe runs from: Django's, FastAPI's, Flask's and npm's files."""
-    files = {**DJANGO_FILES, "main.py": FASTAPI_APP, "app.py": FLASK_APP}
-    files.update({"server.js": NODE_SERVER, "package.json": PACKAGE_JSON})
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def _env(tag: str) -> dict[str, str]:
@@ -173,10 +137,10 @@ def test_two_real_servers_serve_the_tests_then_nothing_is_left(
     pair: tuple[str, str], tag: str, tmp_path: Path
 ) -> None:
     args = []
-    names = [_label(name) for name in pair]
-    for name, label in zip(pair, names, strict=True):
-        args += ["--server", f"{label}={_server_command(name)}", "--http", f"{label}:/"]
-    code, doc, err = run([*args, "--", PY, "-c", CHECK, *names], tag, _project(tmp_path))
+    names = [label(name) for name in pair]
+    for name, shown in zip(pair, names, strict=True):
+        args += ["--server", f"{shown}={server_command(name)}", "--http", f"{shown}:/"]
+    code, doc, err = run([*args, "--", PY, "-c", CHECK, *names], tag, project(tmp_path))
     assert code == 0, err
     assert doc["ok"] and doc["outcome"] == "tests-passed" and doc["tests"]["exit_status"] == 0
     servers = {s["name"]: s for s in doc["servers"]}
@@ -601,7 +565,8 @@ BAD_INPUT = [
     ),
     (
         ["--server", "true", "--http", "health"],
-        "server 'server': invalid HTTP path 'health': it starts with / and has no spaces",
+        "server 'server': invalid HTTP path 'health': it starts with / and has no spaces "
+        "(percent-encode the rest)",
     ),
     (["--server", "a=true", "--server", "a=true"], "two servers are named 'a' (names must differ)"),
     (
