@@ -127,10 +127,11 @@ def table(results: dict[str, dict[bool, list[Run]]]) -> str:
 def context() -> str:
     procs = len([p for p in os.listdir("/proc") if p.isdigit()])
     listeners = len(scanner.listening_ports(TCP))
+    load = Path("/proc/loadavg").read_text().split()[0]
     return (
         f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; {procs} processes and {listeners} TCP "
-        "listening ports on the machine"
+        f"listening ports on the machine, load average {load} at the end"
     )
 
 

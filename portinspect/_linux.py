@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import _socket
 import errno
+import functools
 import os
 import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from portinspect.models import Family, InterfaceAddress, ProcessInfo, Proto, Socket
 
@@ -989,11 +991,19 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36  # Linux 3.4
 
 
+@functools.cache
+def _libc() -> Any:
+    # Opened once, in the parent: the keeper calls prctl again between fork and exec, where
+    # dlopen() is best avoided.
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _prctl(option: int, value: int) -> None:
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
+    if _libc().prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 

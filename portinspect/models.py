@@ -557,8 +557,10 @@ class Signalled:
 
 @dataclass(frozen=True, slots=True)
 class PortCheck:
-    """A server's port after its teardown: free means no listening socket, any address or
-    family, of any user. holders name what still listens: (pid or None, process name)."""
+    """A server's port after its teardown. free: none of the server's listening sockets is
+    left there (any address or family, whoever holds it). holders: what listens on the port
+    now, as (pid or None, process name): the server's socket still held when not free; with
+    free, a newcomer that took the port since (a parallel run, say)."""
 
     server: str
     port: int

@@ -61,6 +61,7 @@ from portinspect.models import (
     RunResult,
     ServerReport,
     Signalled,
+    Socket,
     Teardown,
     TestsReport,
 )
@@ -459,6 +460,7 @@ class _Server:
         self.url: str | None = None
         self.teardown: dict[str, Any] | None = None
         self.stopped_after: float | None = None
+        self.inodes: set[int | None] = set()  # of its listening sockets (None: not known)
 
     def report(self) -> ServerReport:
         return ServerReport(
@@ -533,10 +535,19 @@ class _Server:
             return f"server {self.name!r} exited with status {self.exit_status}"
         return None
 
+    def own_sockets(self) -> list[Socket]:
+        """The listening sockets its tree holds on its port; their inodes are remembered, to
+        tell after the teardown our socket, still held, from a newcomer that took the port."""
+        if self.keeper is None:
+            return []
+        sockets = scanner.tree_sockets(self.keeper.pid, [self.port], _TCP)
+        self.inodes.update(s.inode for s in sockets)
+        return sockets
+
     def check_ready(self) -> bool:
         """Its tree listens on its port (and, with http, a GET answers below 500)."""
         assert self.keeper is not None
-        sockets = scanner.tree_sockets(self.keeper.pid, [self.port], _TCP)
+        sockets = self.own_sockets()
         if not sockets:
             return False
         host = _loopback([s.address for s in sockets], self.port)
@@ -596,7 +607,7 @@ class _Fleet:
             what = f"server {spec.name!r}"
             argv = _split(spec.command, what, shell=shell)
             if not shell:
-                _check_runnable(argv[0].replace("{port}", ""), self.base_env, self.cwd, what)
+                _check_runnable(argv[0], self.base_env, self.cwd, what)
             self.servers.append(_Server(spec, argv, shell))
         fixed = [s.spec.port for s in self.servers if s.spec.port is not None]
         if len(fixed) != len(set(fixed)):
@@ -669,7 +680,7 @@ class _Fleet:
         )
         log = self.logs.get(server.name)
         try:
-            # Ctrl-C held for microseconds: a keeper started must be one we know of.
+            # Ctrl-C waits for the spawn to finish: a keeper started is one we know of.
             with _interrupts.held():
                 server.keeper = subprocess.Popen(
                     argv,
@@ -767,6 +778,7 @@ class _Fleet:
         for server in started:
             server.read_events()
             if not server.gone:
+                server.own_sockets()
                 with contextlib.suppress(OSError):  # the keeper is gone already (EPIPE)
                     os.write(server.control, f"stop {self.stop_timeout!r}\n".encode())
         deadline = t0 + self.stop_timeout + _supervise.KILL_WAIT + _KEEPER_MARGIN
@@ -821,17 +833,27 @@ class _Fleet:
         return left
 
     def _verify(self, server: _Server, t0: float) -> PortCheck:
-        """The proof: no listening socket on the port, any address, either family, any user."""
+        """The proof: none of the server's listening sockets is left on its port, any address,
+        either family, held by anyone. Another socket there is a newcomer's: the port was
+        free, and someone took it (a parallel run). Where the OS gives no socket inodes
+        (psutil), any listener counts against us."""
         deadline = time.monotonic() + _PORT_FREE_WAIT
-        while server.port in scanner.listening_ports(_TCP):
+        while True:
+            inodes = scanner.listening_sockets(_TCP).get(server.port, frozenset())
+            ours = {None} | server.inodes
+            if not inodes & ours:
+                break
             if time.monotonic() >= deadline:
-                from portinspect import api
-
-                holders = tuple((li.pid, li.process) for li in api.scan(server.port, "tcp"))
-                return PortCheck(server.name, server.port, False, holders)
+                return PortCheck(server.name, server.port, False, _holders(server.port))
             time.sleep(0.005)
         server.stopped_after = time.monotonic() - t0
-        return PortCheck(server.name, server.port, True)
+        return PortCheck(server.name, server.port, True, _holders(server.port) if inodes else ())
+
+
+def _holders(port: int) -> tuple[tuple[int | None, str | None], ...]:
+    from portinspect import api
+
+    return tuple((li.pid, li.process) for li in api.scan(port, "tcp"))
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typer.testing import CliRunner
 
 from portinspect import scan
 from portinspect.cli import app
+from portinspect.freeport import Lease
 
 from .runs import TAG, label, new_tag, project, server_command, tagged
 from .support import SCRIPT, has_ipv6, wait_until
@@ -602,3 +604,23 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
             assert doc["error"] == {"message": message}
         else:
             assert result.stdout == ""
+
+
+# -- the leases run relies on, under parallel runs ------------------------------------------------
+
+
+def test_a_stale_socket_table_cannot_end_a_newer_lease(tmp_path: Path) -> None:
+    # A caller read the socket table while an old server still listened on the port; that
+    # server stopped and another caller leased the port. The first caller's sweep must not
+    # take the listener it saw for the new lease's server (else a third caller gets the port).
+    from portinspect.freeport import LeaseStore
+
+    store = LeaseStore(tmp_path)
+    seen_at = time.time()
+    bound = {15000, 15001}  # what that stale read saw
+    store.acquire(store.new_lease(15000, 60, release_on_exit=False))  # leased after the read
+    old = Lease(15001, os.getpid(), time.time() + 60, False, "old", created=seen_at - 1)
+    (tmp_path / "15001.lease").write_bytes(old.encode())  # leased before it: its server bound
+    store.sweep(bound, seen_at)
+    assert store.read(15000) is not None
+    assert store.read(15001) is None
