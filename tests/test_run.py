@@ -209,14 +209,17 @@ def test_a_server_never_ready_ends_the_run_with_124(
 
 
 def test_a_server_that_crashes_at_start_ends_the_run_with_121(tag: str, tmp_path: Path) -> None:
-    crash = "import sys; print('cannot import app', file=sys.stderr); sys.exit(3)"
+    # Its last words carry a terminal title escape: shown escaped, never raw.
+    crash = "import sys; print('\\x1b]0;owned\\x07cannot import app', file=sys.stderr); sys.exit(3)"
     code, doc, err = run(["--server", f'api={PY} -c "{crash}"', "--", "true"], tag, tmp_path)
     assert code == 121, err
     assert doc["outcome"] == "server-exited" and doc["failed"] == "api"
     assert doc["message"].startswith("server 'api' exited with status 3 before it was ready")
     [server] = doc["servers"]
-    assert server["exit_status"] == 3 and server["output"] == ["cannot import app"]
-    assert "[api] cannot import app" in err  # its output, kept apart by its name
+    assert server["exit_status"] == 3
+    assert server["output"] == ["\x1b]0;owned\x07cannot import app"]  # JSON: as printed
+    assert "[api] \\x1b]0;owned\\x07cannot import app" in err  # kept apart by its name
+    assert "\x1b" not in err and "\x07" not in err
     assert_all_gone(doc, tag)
 
 
@@ -624,3 +627,66 @@ def test_a_stale_socket_table_cannot_end_a_newer_lease(tmp_path: Path) -> None:
     store.sweep(bound, seen_at)
     assert store.read(15000) is not None
     assert store.read(15001) is None
+
+
+# The tests count the SIGINTs they get. A second one, if run were to pass the terminal's Ctrl-C
+# on, would come within run's 10 ms loop; half a second of watching is ample.
+COUNTING_TESTS = textwrap.dedent(
+    """\
+    import pathlib, signal, sys, time
+    got = []
+    signal.signal(signal.SIGINT, lambda *_: got.append(1))
+    pathlib.Path(sys.argv[1]).touch()
+    deadline = time.monotonic() + 60
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    pathlib.Path(sys.argv[2]).write_text(str(len(got)))
+    sys.exit(1)
+    """
+)
+
+
+def _controlling_terminal() -> None:
+    """In the child: a session of its own whose controlling terminal is stdin (the pty), so
+    the terminal's ^C goes to its foreground process group: run and its test command."""
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_ctrl_c_on_a_terminal_reaches_the_tests_once(tag: str, tmp_path: Path) -> None:
+    started, count = tmp_path / "started", tmp_path / "count"
+    server = f"{PY} -m http.server {{port}} --bind 127.0.0.1"
+    tests = [PY, "-c", COUNTING_TESTS, str(started), str(count)]
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [str(SCRIPT), "run", "--json", "--server", server, "--", *tests],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=tmp_path,
+            env=_env(tag),
+            preexec_fn=_controlling_terminal,
+        )
+        os.close(slave)
+        try:
+            wait_until(lambda: started.exists() or proc.poll() is not None, 60, "the tests")
+            os.write(master, b"\x03")  # Ctrl-C, typed
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        os.close(master)
+    assert proc.returncode == 130
+    assert count.read_text() == "1"  # the terminal's SIGINT, and no second one from run
+    doc = json.loads(out)
+    assert doc["outcome"] == "interrupted" and doc["tests"]["exit_status"] == 1
+    assert_all_gone(doc, tag)
