@@ -77,3 +77,16 @@ def project(root: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+def assert_not_ours(port: int, tag: str) -> None:
+    """Whatever listens on the port now is not a process of ours. A parallel run (another
+    xdist worker, another suite) may take a port the moment ours frees it, so "nothing
+    listens on it" would be a race; "nothing of ours does" is the fact to check."""
+    from portinspect import scan
+
+    for listener in scan(port):
+        for holder in listener.holders:
+            with contextlib.suppress(psutil.Error):
+                env = psutil.Process(holder.process.pid).environ()
+                assert env.get(TAG) != tag, (port, holder)

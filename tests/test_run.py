@@ -28,11 +28,12 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from portinspect import scan
+from portinspect import scan, scanner
 from portinspect.cli import app
 from portinspect.freeport import Lease
+from portinspect.models import Proto
 
-from .runs import TAG, label, new_tag, project, server_command, tagged
+from .runs import TAG, assert_not_ours, label, new_tag, project, server_command, tagged
 from .support import SCRIPT, has_ipv6, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: subreaper")
@@ -94,11 +95,11 @@ def tag() -> Iterator[str]:
 def assert_all_gone(doc: dict[str, Any], tag: str) -> None:
     """The proof a user wants: ports free, no process of the run alive."""
     assert doc["teardown"]["clean"], doc["teardown"]
-    for server in doc["servers"]:
-        assert scan(server["port"]) == [], server
-    for check in doc["teardown"]["ports"]:
+    for check in doc["teardown"]["ports"]:  # run's own proof, by socket inode
         assert check["free"], check
     assert tagged(tag) == []
+    for server in doc["servers"]:
+        assert_not_ours(server["port"], tag)
     reported = {s["pid"] for s in doc["servers"] if s["pid"]}
     reported |= {s["pid"] for s in doc["teardown"]["signalled"]}
     for pid in reported:  # gone, or a reused pid that is not ours
@@ -364,11 +365,14 @@ def test_sigkill_of_run_still_tears_everything_down(tag: str, tmp_path: Path) ->
         ports = [
             int(p) for p in re.findall(r"ready at http://127\.0\.0\.1:(\d+)", err_log.read_text())
         ]
-        assert {li.port for li in scan(ports)} == set(ports)
+        servers = scan(ports)  # the exact sockets the two servers listen on
+        assert {li.port for li in servers} == set(ports)
         proc.kill()
         proc.wait()
         wait_until(lambda: not tagged(tag), 30, "every process of the run to exit")
-        assert scan(ports) == []
+        inodes = {li.inode for li in servers}
+        left = scanner.listening_sockets(frozenset({Proto.TCP}))
+        assert not inodes & {i for port in ports for i in left.get(port, ())}
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -552,7 +556,6 @@ def test_a_port_still_held_after_teardown_gives_122(tag: str, tmp_path: Path) ->
     finally:
         holder.kill()  # ours, by pid, not reaped yet
         holder.wait()
-    assert scan(check["port"]) == []
 
 
 # -- what users get wrong ------------------------------------------------------------------------

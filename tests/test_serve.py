@@ -25,7 +25,7 @@ from portinspect import (
     serve,
 )
 
-from .runs import TAG, new_tag, tagged
+from .runs import TAG, assert_not_ours, new_tag, tagged
 from .support import wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: subreaper")
@@ -46,8 +46,8 @@ def _env(tag: str) -> dict[str, str]:
 
 
 def assert_gone(port: int, pid: int | None, tag: str) -> None:
-    assert scan(port) == []
     assert tagged(tag) == []
+    assert_not_ours(port, tag)
     if pid is not None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).environ().get(TAG) != tag
 
