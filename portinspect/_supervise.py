@@ -58,7 +58,8 @@ _BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from portinspect._supervise i
 # seen on a loaded VM, research/frameworks.md).
 KILL_WAIT = 3.0
 _POLL = 0.02  # between checks while waiting for processes to exit
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+# By name: runner.py imports this module on every OS, Windows (no SIGHUP) included.
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT")
 
 
 def command(
@@ -101,8 +102,8 @@ class Supervisor:
         signal.set_wakeup_fd(wake_w)
         # A Python handler makes the C handler write to the wakeup fd: SIGCHLD wakes select().
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, self._asked_to_stop)
+        for name in _STOP_SIGNALS:
+            signal.signal(getattr(signal, name), self._asked_to_stop)
 
     # -- talking to the caller ---------------------------------------------------------------
 

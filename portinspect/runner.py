@@ -861,12 +861,22 @@ def _holders(port: int) -> tuple[tuple[int | None, str | None], ...]:
 # ---------------------------------------------------------------------------------------
 
 
+# By name: Windows has no SIGHUP, and this module must import there to refuse politely.
+_SIGNAL_OUTCOME = {
+    "SIGINT": (RunOutcome.INTERRUPTED, ExitStatus.INTERRUPTED),
+    "SIGTERM": (RunOutcome.TERMINATED, ExitStatus.TERMINATED),
+    "SIGHUP": (RunOutcome.TERMINATED, ExitStatus.HANGUP),
+}
+
+
 class _Signals:
     """SIGINT, SIGTERM and SIGHUP become a note for the whole run (main thread only), so a
     signal never cuts a step in half: each loop of run() looks at the note and ends in order.
     """
 
-    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    watched = tuple(
+        getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)
+    )
 
     def __init__(self) -> None:
         self.first: int | None = None
@@ -976,13 +986,6 @@ def _hold(fleet: _Fleet, signals: _Signals) -> ServerExitedError | None:
     return None
 
 
-_SIGNAL_OUTCOME = {
-    signal.SIGINT: (RunOutcome.INTERRUPTED, ExitStatus.INTERRUPTED),
-    signal.SIGTERM: (RunOutcome.TERMINATED, ExitStatus.TERMINATED),
-    signal.SIGHUP: (RunOutcome.TERMINATED, ExitStatus.HANGUP),
-}
-
-
 @dataclass(frozen=True, slots=True)
 class _Ending:
     outcome: RunOutcome
@@ -997,8 +1000,8 @@ def _ending(
     tests: _TestRun,
 ) -> _Ending:
     if signum is not None:
-        outcome, status = _SIGNAL_OUTCOME[signal.Signals(signum)]
         name = signal.Signals(signum).name
+        outcome, status = _SIGNAL_OUTCOME[name]
         text = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
         return _Ending(outcome, status, text)
     crash = tests.crash or (failure if isinstance(failure, ServerExitedError) else None)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -173,3 +175,26 @@ def test_server_fixtures_tear_down_in_a_users_suite(
     wait_until(lambda: not tagged(tag), 30, "every server of the suite to be gone")
     for port, pid in seen:
         assert_gone(port, pid, tag)
+
+
+def test_on_windows_the_import_works_and_the_refusal_is_one_line(tmp_path: Path) -> None:
+    # Simulated in a fresh interpreter, once the CLI (typer) is loaded: no SIGHUP, no SIGCHLD,
+    # sys.platform "win32". Importing the runner must not trip on the missing signals; run
+    # refuses with its reason, exit 1, one line.
+    code = textwrap.dedent(
+        """\
+        import signal, sys
+        from portinspect import cli
+        del signal.SIGHUP, signal.SIGCHLD
+        sys.platform = "win32"
+        assert "portinspect.runner" not in sys.modules
+        from portinspect._entry import main
+        main(["run", "--server", "true", "--", "true"])
+        """
+    )
+    proc = subprocess.run(
+        [PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.endswith("a Job Object would be the tool, and it is not implemented\n")
+    assert proc.stderr.count("\n") == 1
