@@ -322,19 +322,29 @@ def _reclaim(name: str, port: int, stop_timeout: float) -> None:
         raise error
 
 
-def _loopback(addresses: Sequence[str], port: int) -> str:
-    """The address to reach a server on, from the addresses it listens on: its IPv4 loopback
-    or wildcard as 127.0.0.1, else ::1 for IPv6 ones; a specific address of this machine as
-    itself. A dual-stack `::` also takes 127.0.0.1 (tried once), the friendlier URL."""
+def _loopback(sockets: Sequence[Socket], port: int) -> str:
+    """The address to reach a server on, from the sockets it listens on: its IPv4 loopback or
+    wildcard as 127.0.0.1, else ::1 for IPv6 ones; a specific address of this machine as
+    itself. A dual-stack `::` (not IPv6-only: netlink says which on Linux; elsewhere a
+    connect to 127.0.0.1 decides) also takes 127.0.0.1, the friendlier URL."""
+    addresses = [s.address for s in sockets]
     v4 = [a for a in addresses if ":" not in a]
     for address in v4:
         if address.startswith("127.") or address == "0.0.0.0":
             return "127.0.0.1" if address == "0.0.0.0" else address
-    if "::" in addresses and _connects("127.0.0.1", port):
+    if "::" in addresses and _dual_stack([s for s in sockets if s.address == "::"], port):
         return "127.0.0.1"
     if "::1" in addresses or "::" in addresses:
         return "::1"
-    return (v4 or list(addresses))[0]
+    return (v4 or addresses)[0]
+
+
+def _dual_stack(wildcards: Sequence[Socket], port: int) -> bool:
+    inodes = {s.inode for s in wildcards}
+    for sock in scanner.listening_addresses(_TCP, [port]):
+        if sock.inode in inodes and sock.inode is not None and sock.v6only is not None:
+            return not sock.v6only
+    return _connects("127.0.0.1", port)
 
 
 def _connects(host: str, port: int) -> bool:
@@ -550,7 +560,7 @@ class _Server:
         sockets = self.own_sockets()
         if not sockets:
             return False
-        host = _loopback([s.address for s in sockets], self.port)
+        host = _loopback(sockets, self.port)
         path = self.spec.http
         if path is not None and not _http_answers(host, self.port, path, _HTTP_TIMEOUT):
             return False
