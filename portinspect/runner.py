@@ -71,6 +71,7 @@ DEFAULT_WAIT_TIMEOUT = 30.0
 # every measured Python server within 0.43 s.
 DEFAULT_STOP_TIMEOUT = 5.0
 TAIL_LINES = 20  # lines of a server's output kept for the reason it failed
+_TAIL_LINE = 1000  # characters kept of each of those lines
 # The readiness poll: one socket dump per poll (0.1 ms on an idle machine), so 5 ms costs
 # little and keeps "listening -> ready" well under the 50 ms goal; on a loaded machine the
 # pause grows to ten times what a poll cost, at most 50 ms.
@@ -436,7 +437,9 @@ class _Output:
 
     def _line(self, raw: bytes) -> None:
         text = raw.rstrip(b"\r").decode("utf-8", "replace")
-        self.tail.append(text)
+        # Kept whole for the callback; cut for the tail, which goes into reasons and JSON.
+        kept = text if len(text) <= _TAIL_LINE else text[: _TAIL_LINE - 1] + "…"
+        self.tail.append(kept)
         if self._on_line is not None:
             with contextlib.suppress(Exception):  # a closed stderr must not stop the draining
                 self._on_line(self.name, text)
