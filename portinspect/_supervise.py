@@ -249,7 +249,7 @@ class Supervisor:
             self.spawn()
         except (OSError, subprocess.SubprocessError) as exc:
             error = getattr(exc, "strerror", None) or str(exc)
-            self.report("failed", error=f"{self.opts.argv[0]}: {error}")
+            self.report("failed", error=f"{self.opts.argv[0]!r}: {error}")
             return 1
         assert self.top is not None
         self.report("started", pid=self.top.pid)

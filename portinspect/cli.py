@@ -887,7 +887,7 @@ def run_command(
         if log_dir is not None and result.failed is not None:  # its output was not on stderr
             failed = next(s for s in result.servers if s.name == result.failed)
             notes += render.server_tail(failed, Path(log_dir) / f"{failed.name}.log")
-        error = None if result.exit_status == 0 else result.message
+        error = None if result.exit_status == 0 else render.clean(result.message)
         return Outcome(result.exit_status, result.to_dict(), error=error, notes=notes)
 
     return _run("run", _output(as_json, quiet), body)
