@@ -198,3 +198,19 @@ def test_on_windows_the_import_works_and_the_refusal_is_one_line(tmp_path: Path)
     assert proc.returncode == 1
     assert proc.stderr.endswith("a Job Object would be the tool, and it is not implemented\n")
     assert proc.stderr.count("\n") == 1
+
+
+def test_a_server_that_cannot_be_executed_is_one_clear_error(tag: str, tmp_path: Path) -> None:
+    # Executable bit, no format the kernel knows: it passes the up-front check, and exec fails
+    # in the keeper, which says so.
+    bad = tmp_path / "bad-server"
+    bad.write_bytes(b"\x7fNOT-AN-ELF")
+    bad.chmod(0o755)
+    with pytest.raises(ServerExitedError) as info:
+        serve([str(bad)], env=_env(tag), cwd=tmp_path).__enter__()
+    assert str(info.value) == (
+        f"server 'server' could not start: {str(bad)!r}: Exec format error before it was ready "
+        f"(port {info.value.port})"
+    )
+    assert info.value.status is None
+    assert_gone(info.value.port or 0, None, tag)
