@@ -108,10 +108,12 @@ class Supervisor:
     # -- talking to the caller ---------------------------------------------------------------
 
     def report(self, event: str, **fields: object) -> None:
-        line = json.dumps({"event": event, **fields}) + "\n"
+        data = memoryview((json.dumps({"event": event, **fields}) + "\n").encode())
+        # Every byte: a teardown report of a big tree is more than a pipe writes at once.
         # EPIPE: the caller is gone, and the teardown goes on regardless.
         with contextlib.suppress(OSError):
-            os.write(self.opts.status, line.encode())
+            while data:
+                data = data[os.write(self.opts.status, data) :]
 
     def _asked_to_stop(self, signum: int, frame: object) -> None:
         if self.stop_grace is None:
