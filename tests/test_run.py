@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from portinspect import scan, scanner
 from portinspect.cli import app
-from portinspect.freeport import Lease
+from portinspect.leases import Lease, LeaseStore
 from portinspect.models import Proto
 
 from .runs import TAG, assert_not_ours, label, new_tag, project, server_command, tagged
@@ -619,17 +619,15 @@ def test_a_stale_socket_table_cannot_end_a_newer_lease(tmp_path: Path) -> None:
     # A caller read the socket table while an old server still listened on the port; that
     # server stopped and another caller leased the port. The first caller's sweep must not
     # take the listener it saw for the new lease's server (else a third caller gets the port).
-    from portinspect.freeport import LeaseStore
-
-    store = LeaseStore(tmp_path)
     seen_at = time.time()
     bound = {15000, 15001}  # what that stale read saw
-    store.acquire(store.new_lease(15000, 60, release_on_exit=False))  # leased after the read
     old = Lease(15001, os.getpid(), time.time() + 60, False, "old", created=seen_at - 1)
     (tmp_path / "15001.lease").write_bytes(old.encode())  # leased before it: its server bound
-    store.sweep(bound, seen_at)
-    assert store.read(15000) is not None
-    assert store.read(15001) is None
+    with LeaseStore(tmp_path) as store:
+        store.acquire(store.new_lease(15000, 60, release_on_exit=False))  # leased after it
+        store.sweep(bound, seen_at)
+        assert store.read(15000) is not None
+        assert store.read(15001) is None
 
 
 # The tests count the SIGINTs they get. A second one, if run were to pass the terminal's Ctrl-C
