@@ -442,9 +442,25 @@ def test_a_killed_keeper_still_stops_its_server(tag: str, tmp_path: Path) -> Non
 def test_ten_runs_in_parallel_get_distinct_ports_and_leave_nothing(
     tag: str, tmp_path: Path
 ) -> None:
+    # The tests of each run wait until all ten servers are up at once (a barrier of files
+    # named by port): ten distinct ports are then required, not a matter of timing. A port
+    # handed out twice would leave nine files, and the barrier would time out.
+    barrier = tmp_path / "up"
+    barrier.mkdir()
+    script = tmp_path / "tests.py"
+    script.write_text(
+        "import os, pathlib, sys, time, urllib.request\n"
+        "up = pathlib.Path(sys.argv[1])\n"
+        "(up / os.environ['PORT']).touch()\n"
+        "deadline = time.monotonic() + 60\n"
+        "while len(list(up.iterdir())) < 10 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "assert len(list(up.iterdir())) == 10\n"
+        "assert urllib.request.urlopen(os.environ['WEB_URL'], timeout=20).status == 200\n"
+    )
     server = f"{PY} -m http.server {{port}} --bind 127.0.0.1"
     argv = [str(SCRIPT), "run", "--json", "--quiet", "--server", f"web={server}", "--http", "/"]
-    argv += ["--", PY, "-c", CHECK, "web"]
+    argv += ["--", PY, str(script), str(barrier)]
     procs = [
         subprocess.Popen(
             argv,
