@@ -19,8 +19,9 @@ A candidate goes through these gates, in order:
 A port that fails gate 4 or 5 gives its lease back.
 
 A lease ends when its time is up (DEFAULT_LEASE_SECONDS), as soon as the port has a listener
-(the caller's server bound it), or, for leases taken with release_on_exit, when the process
-that took it has exited. Nothing has to clean up after a caller that died.
+(the caller's server bound it) unless it was taken with keep_while_bound, or, for leases taken
+with release_on_exit, when the process that took it has exited. Nothing has to clean up after
+a caller that died.
 """
 
 from __future__ import annotations
@@ -285,6 +286,7 @@ def find_free_ports(
     lease: bool = True,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     release_on_exit: bool = False,
+    keep_while_bound: bool = False,
     explain: ExplainCallback | None = None,
 ) -> list[int]:
     """The `count` free ports nearest to `near`, nearest first, each leased to the caller.
@@ -301,6 +303,9 @@ def find_free_ports(
         listener, or, with release_on_exit, when this process exits (whichever comes first);
         release_leases() gives it back earlier. Without a lease, two calls may return the
         same port until something binds it.
+    keep_while_bound: the lease does not end when the port gets a listener, only by time,
+        exit (release_on_exit) or release_leases(): for a caller that stops and restarts
+        its server, or frees the port and checks that it stays free.
     explain: called with a Skip for every candidate passed over, in search order.
 
     A port is free when nothing listens on it on any address (sockets of every user count),
@@ -328,13 +333,21 @@ def find_free_ports(
             # Listeners only: a socket that is merely bound may be a parallel caller's probe
             # of a port it holds the lease on.
             store.sweep(listeners, seen_at)
-        search = _Search(
-            policy, protos, listeners, store, lease_seconds, release_on_exit, explain, bound
-        )
+        terms = _Terms(lease_seconds, release_on_exit, keep_while_bound)
+        search = _Search(policy, protos, listeners, store, terms, explain, bound)
         return search.run(candidates(start, low, high), count, (low, high))
     finally:
         if store is not None:
             store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """The terms of every lease one search takes."""
+
+    seconds: float
+    release_on_exit: bool
+    keep_while_bound: bool
 
 
 class _Search:
@@ -346,8 +359,7 @@ class _Search:
         protos: frozenset[Proto],
         listeners: Container[int],
         store: LeaseStore | None,
-        lease_seconds: float,
-        release_on_exit: bool,
+        terms: _Terms,
         explain: ExplainCallback | None,
         bound: Mapping[int, int] | None = None,
     ) -> None:
@@ -357,8 +369,7 @@ class _Search:
         self.bound = bound or {}
         self.prober = Prober(protos)
         self.store = store
-        self.lease_seconds = lease_seconds
-        self.release_on_exit = release_on_exit
+        self.terms = terms
         self.explain = explain
         self.tally: Counter[SkipReason] = Counter()
         self.leases: list[Lease] = []
@@ -460,7 +471,13 @@ class _Search:
     def _lease(self, port: int) -> Skip | None:
         if self.store is None:
             return None
-        mine = self.store.new_lease(port, self.lease_seconds, release_on_exit=self.release_on_exit)
+        terms = self.terms
+        mine = self.store.new_lease(
+            port,
+            terms.seconds,
+            release_on_exit=terms.release_on_exit,
+            keep_while_bound=terms.keep_while_bound,
+        )
         # Recorded before the file exists, so an interrupt right after link() still gives it
         # back; release() only removes a file that carries this lease's token.
         self.leases.append(mine)

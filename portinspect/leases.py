@@ -71,6 +71,7 @@ _FIELD_RULES = {
     "pid": re.compile(r"[0-9]{1,10}\Z"),
     "expires": re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?\Z"),
     "release_on_exit": re.compile(r"[01]\Z"),
+    "keep_while_bound": re.compile(r"[01]\Z"),
     "token": re.compile(r"[0-9A-Za-z_-]{0,64}\Z"),
     "created": re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?\Z"),
 }
@@ -125,12 +126,17 @@ class Lease:
     # When it was taken (seconds since the epoch; 0 in files of older versions): a socket
     # table read before then cannot say its port got bound (see LeaseStore.sweep).
     created: float = 0.0
+    # The lease outlives the first bind: a caller that stops and restarts its server, or
+    # frees the port and checks that it stays free, keeps it until it gives it back.
+    keep_while_bound: bool = False
 
     def encode(self) -> bytes:
+        # Only when set, so that every other lease reads exactly as before.
+        kept = "keep_while_bound=1\n" if self.keep_while_bound else ""
         return (
             f"pid={self.pid}\nexpires={self.expires:.3f}\n"
             f"release_on_exit={int(self.release_on_exit)}\ntoken={self.token}\n"
-            f"created={self.created:.6f}\n"
+            f"created={self.created:.6f}\n{kept}"
         ).encode("ascii")
 
     @classmethod
@@ -162,13 +168,14 @@ class Lease:
             release_on_exit=fields.get("release_on_exit") == "1",
             token=fields.get("token", ""),
             created=float(fields.get("created", "0")),
+            keep_while_bound=fields.get("keep_while_bound") == "1",
         )
 
     def ended(self, now: float, *, bound: bool) -> bool:
         """True when the lease no longer protects the port and may be removed."""
         if self.odd is not None:
             return False  # not ours to judge or remove
-        if bound or now >= self.expires:
+        if now >= self.expires or (bound and not self.keep_while_bound):
             return True
         return self.release_on_exit and self.pid > 0 and not _alive(self.pid)
 
@@ -674,10 +681,20 @@ class LeaseStore:
     # -- taking --------------------------------------------------------------------------
 
     @staticmethod
-    def new_lease(port: int, seconds: float, *, release_on_exit: bool) -> Lease:
+    def new_lease(
+        port: int, seconds: float, *, release_on_exit: bool, keep_while_bound: bool = False
+    ) -> Lease:
         token = secrets.token_hex(8)
         now = time.time()
-        return Lease(port, os.getpid(), now + seconds, release_on_exit, token, created=now)
+        return Lease(
+            port,
+            os.getpid(),
+            now + seconds,
+            release_on_exit,
+            token,
+            created=now,
+            keep_while_bound=keep_while_bound,
+        )
 
     def acquire(self, mine: Lease) -> Lease:
         """Try to take the lease `mine`; returns the lease now on the port (`mine` if we won)."""

@@ -17,8 +17,9 @@
 
 Each port is leased like `portinspect free` leases it, so parallel workers (pytest-xdist,
 several CI jobs of one user) never get the same one. A fixture's lease lasts until its test
-ends, or until the port has a listener, or until this pytest process exits; FIXTURE_LEASE_SECONDS
-is only the backstop for a run that hangs.
+ends or this pytest process exits, also while the test's server holds the port: a test that
+stops its server and checks the port is free, or starts it again, finds the port still its
+own. FIXTURE_LEASE_SECONDS is only the backstop for a run that hangs.
 
 Servers run under portinspect.serve(): a leased port (so xdist workers, each with its own
 session fixtures, never collide), torn down when their scope ends, also when a test fails or
@@ -69,6 +70,7 @@ class FreePortFactory:
             lease=True,
             lease_seconds=FIXTURE_LEASE_SECONDS,
             release_on_exit=True,
+            keep_while_bound=True,
             **options,
         )
         self.ports.append(port)
@@ -97,7 +99,7 @@ def free_port_factory() -> Iterator[FreePortFactory]:
 
 @pytest.fixture
 def free_port(free_port_factory: FreePortFactory) -> int:
-    """A free TCP port for this test, leased until the test ends or the port is bound."""
+    """A free TCP port for this test, leased until the test ends."""
     return free_port_factory()
 
 

@@ -252,11 +252,19 @@ def test_library_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
 def test_lease_round_trip_and_end_rules() -> None:
     lease = Lease(9000, 1234, 1000.0, True, "abcd")
     assert Lease.decode(9000, lease.encode()) == lease
+    kept = Lease(9000, 1234, 1000.0, True, "abcd", keep_while_bound=True)
+    assert Lease.decode(9000, kept.encode()) == kept
     assert Lease.decode(9000, b"garbage") is None
+    # What an older version wrote (no keep_while_bound line) reads as ending at the first bind.
+    old = b"pid=1234\nexpires=1000.000\nrelease_on_exit=1\ntoken=abcd\n"
+    assert Lease.decode(9000, old) == lease
     alive = Lease(9000, os.getpid(), 1000.0, True, "t")
     assert not alive.ended(999.0, bound=False)
     assert alive.ended(999.0, bound=True)  # "or until it is bound"
     assert alive.ended(1000.0, bound=False)
+    held = Lease(9000, os.getpid(), 1000.0, True, "t", keep_while_bound=True)
+    assert not held.ended(999.0, bound=True)
+    assert held.ended(1000.0, bound=True)
 
 
 # -- real sockets: what counts as held ---------------------------------------------------------
@@ -634,6 +642,22 @@ def test_a_lease_ends_when_its_port_is_bound(lease_dir: Path) -> None:
         assert find_free_ports(base + 7, port_range=bounds, lease=True) == [base + 7]
         assert not (lease_dir / f"{base}.lease").exists()
     # The server stopped: the port is free at once, not after the lease time.
+    assert find_free_ports(base, port_range=bounds) == [base]
+
+
+def test_a_lease_kept_while_bound_outlives_its_server(lease_dir: Path) -> None:
+    base = quiet_block()
+    bounds = (base, base + 7)
+    kept = find_free_ports(base, port_range=bounds, release_on_exit=True, keep_while_bound=True)
+    assert kept == [base]
+    with listening(LOOPBACK4, port=base):
+        assert find_free_ports(base + 7, port_range=bounds) == [base + 7]  # sweeps
+        assert (lease_dir / f"{base}.lease").exists()
+    # The server stopped: the port is still its caller's, until given back.
+    skips, explain = collect()
+    assert find_free_ports(base, port_range=bounds, explain=explain) == [base + 1]
+    assert skips[0].reason is SkipReason.LEASED and skips[0].pid == os.getpid()
+    freeport.release_leases([base])
     assert find_free_ports(base, port_range=bounds) == [base]
 
 

@@ -40,6 +40,18 @@ def test_a_server_can_bind_its_port(free_port_factory):
         s.listen()
 
 
+def test_the_port_is_still_leased_after_the_server_stops(free_port):
+    from portinspect import find_free_ports
+    from portinspect.freeport import release_leases
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", free_port))
+        s.listen()
+        other = find_free_ports(free_port)  # a search while the port is bound sweeps leases
+        release_leases(other)
+    assert free_port in leased() and free_port not in other
+
+
 def test_factory_gives_distinct_ports(free_port_factory):
     ports = [free_port_factory() for _ in range(5)]
     assert len(set(ports)) == 5
@@ -67,7 +79,7 @@ def test_fixtures_through_the_entry_point(pytester: pytest.Pytester, lease_dir: 
     near = quiet_block(30)  # away from other processes' port blocks (benchmarks' loadgen)
     pytester.makepyfile(test_user=USER_TESTS % {"near": near})
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
     assert not list(lease_dir.glob("*.lease"))
 
 
