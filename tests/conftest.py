@@ -10,7 +10,23 @@ from pathlib import Path
 import psutil
 import pytest
 
+from . import support
 from .servers import RECIPES, Server, running
+
+
+@pytest.fixture(autouse=True)
+def _leases_end_with_the_test() -> Iterator[None]:
+    """Every port a test leased (tests/support.py) is given back when it ends, after its
+    fixtures stopped what held the port: autouse fixtures are set up first, torn down last."""
+    with support.lease_scope():
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_leases_end_with_the_session() -> Iterator[None]:
+    """Ports leased outside any test (module fixtures, import time) are given back at the end."""
+    yield
+    support.release_session_leases()
 
 
 @pytest.fixture

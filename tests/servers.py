@@ -1,7 +1,7 @@
 """Real dev servers for the tests: Django, uvicorn, Flask, gunicorn, Jupyter, http.server.
 
-Each server binds only 127.0.0.1, on a port the kernel picked a moment before, and runs
-in its own session. `running()` waits until the port accepts connections and the
+Each server binds only 127.0.0.1, on a port leased for as long as it runs (tests/support.py),
+and runs in its own session. `running()` waits until the port accepts connections and the
 expected processes hold it (a gunicorn master answers before its workers exist), and
 stops the whole tree by pid, SIGTERM first, whatever the test did.
 """
@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from .support import lease_port, lease_scope
 
 HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent  # the venv's console scripts: uvicorn, flask, gunicorn...
@@ -231,18 +233,19 @@ class ServerFailed(AssertionError):
 
 
 def free_port() -> int:
-    """A loopback port that was free a moment ago (the kernel's pick, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A port leased for the server (see running()): nobody else binds it while it is held."""
+    return lease_port()
 
 
 def listens(proc: psutil.Process, port: int) -> bool:
+    """proc holds the server's own socket: TCP, listening, on HOST and this port."""
     try:
-        conns = proc.net_connections(kind="tcp")
+        conns = proc.net_connections(kind="tcp4")
     except psutil.Error:
         return False
-    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
+    return any(
+        c.status == psutil.CONN_LISTEN and c.laddr and tuple(c.laddr) == (HOST, port) for c in conns
+    )
 
 
 def accepts(port: int) -> bool:
@@ -268,7 +271,7 @@ def _write_files(cwd: Path, files: dict[str, str]) -> None:
 
 
 def _launch(recipe: Recipe, cwd: Path, attempt: int) -> Server:
-    port = free_port()
+    port = free_port()  # looked up at call time: a test replaces it to offer a taken port
     log = cwd / f".server-{attempt}.log"
     with open(log, "wb") as out:
         popen = subprocess.Popen(
@@ -364,25 +367,27 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
 def running(recipe: Recipe, cwd: Path) -> Iterator[Server]:
     """Start the server, yield it once it is fully up, and always stop its whole tree.
 
-    The port is free when picked but another process could take it before the server
-    binds; a server that exits during start-up is retried once on a new port.
+    Its port stays leased until the tree is stopped. A process that does not lease (the
+    user's own server) could still take it first; a server that exits during start-up is
+    retried once on a new port.
     """
     _write_files(cwd, recipe.files)
     deadline = time.monotonic() + START_TIMEOUT
-    for attempt in (1, 2):
-        server = _launch(recipe, cwd, attempt)
-        try:
-            _wait_ready(server, deadline)
-        except ServerFailed:
-            stop(server)
-            if attempt == 2:
+    with lease_scope():
+        for attempt in (1, 2):
+            server = _launch(recipe, cwd, attempt)
+            try:
+                _wait_ready(server, deadline)
+            except ServerFailed:
+                stop(server)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                stop(server)
                 raise
-            continue
-        except BaseException:
-            stop(server)
-            raise
-        try:
-            yield server
-        finally:
-            stop(server)
-        return
+            try:
+                yield server
+            finally:
+                stop(server)
+            return

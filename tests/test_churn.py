@@ -30,21 +30,30 @@ import pytest
 
 from portinspect import api, render
 
-from .support import LOOPBACK4, SCRIPT, listening, port_of
+from .holders import holding
+from .support import (
+    LOOPBACK4,
+    SCRIPT,
+    endpoint,
+    endpoint_of,
+    lease_ports,
+    listening,
+    port_of,
+    same_socket,
+)
 
 LINUX = sys.platform.startswith("linux")
 CHURN_LISTENERS = 300  # at least this many forked listeners per run
 MIN_SCANS = 5  # in-process scans done while the churn goes on
 MIN_CLI_RUNS = 3  # `portinspect list --json` runs done while the churn goes on
-# Churned listeners bind here, below the ephemeral range (32768 on Linux): were they to take
-# kernel-picked ports, one could land on a port another test just freed and watches stay free.
-CHURN_PORTS = (30000, 32767)
+# Churned listeners take turns on this many leased ports (up to 25 children live at once).
+CHURN_PORTS = 40
 
 CHURNER = textwrap.dedent(
     """
     import os, random, socket, sys, time
     minimum, records, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    low, high = int(sys.argv[4]), int(sys.argv[5])
+    ports = [int(p) for p in sys.argv[4:]]
     out = os.open(records, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     rng = random.Random(7)
     children, forked = [], 0
@@ -58,11 +67,13 @@ CHURNER = textwrap.dedent(
             try:
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
                 try:
-                    s.bind(("127.0.0.1", low + forked * 37 % (high - low + 1)))
-                except OSError:  # taken: this round opens nothing
+                    if not udp:  # an earlier test's TIME_WAIT may linger on a leased port
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("127.0.0.1", ports[forked * 7 % len(ports)]))
+                    if not udp:
+                        s.listen()
+                except OSError:  # taken by a sibling still alive: this round opens nothing
                     os._exit(0)
-                if not udp:
-                    s.listen()
                 with open("/proc/self/stat", "rb") as f:
                     ticks = f.read().rsplit(b")", 1)[1].split()[19].decode()
                 line = f"{os.getpid()} {ticks} {s.getsockname()[1]} {'udp' if udp else 'tcp'}\\n"
@@ -113,9 +124,9 @@ def _churned(records: Path) -> dict[tuple[int, float], tuple[int, str]]:
 Seen = list[tuple[int, float | None, int, str]]  # (pid, started, port, proto) as reported
 
 
-def _check_stable(listeners: list[dict[str, Any]], port: int) -> None:
-    [row] = [r for r in listeners if r["port"] == port and r["proto"] == "tcp"]
-    assert row["pid"] == os.getpid() and row["address"] == LOOPBACK4
+def _check_stable(listeners: list[dict[str, Any]], witness: Any) -> None:
+    [row] = same_socket(listeners, witness)
+    assert row["pid"] == os.getpid()
 
 
 @pytest.mark.skipif(not LINUX, reason="forks listeners; the walk under churn is Linux's")
@@ -124,10 +135,10 @@ def test_list_keeps_working_while_listeners_come_and_go(tmp_path: Path) -> None:
     seen: Seen = []
     scans = cli_runs = 0
     with listening(LOOPBACK4) as witness:
-        stable = port_of(witness)  # held by this process the whole time: always reported
+        stable = endpoint_of(witness)  # held by this process the whole time: always reported
         churner = subprocess.Popen(
             [sys.executable, "-c", CHURNER, str(CHURN_LISTENERS), str(records), str(stop)]
-            + [str(port) for port in CHURN_PORTS],
+            + [str(port) for port in lease_ports(CHURN_PORTS)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -181,20 +192,12 @@ def test_list_keeps_working_while_listeners_come_and_go(tmp_path: Path) -> None:
 
 # -- deterministic: one /proc read fails for one holder ---------------------------------------
 
-HOLDER = "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\n"
-HOLDER += "print(s.getsockname()[1], flush=True)\ntime.sleep(120)\n"
-
 
 @pytest.fixture(scope="module")
 def holder() -> Iterator[tuple[int, int]]:
     """A real listener in another process: (pid, port). Stopped by pid."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield proc.pid, int(proc.stdout.readline())
-    finally:
-        proc.kill()
-        proc.communicate(timeout=30)
+    with holding() as h:
+        yield h.pid, h.port
 
 
 class ProcFaults:
@@ -271,14 +274,16 @@ class ProcFaults:
 
 
 def _everything_about(port: int) -> list[dict[str, Any]]:
-    """What list, who and their renderers make of the port; none of it may raise."""
+    """What list, who and their renderers make of the port; none of it may raise.
+
+    The rows of its TCP socket on 127.0.0.1 (the only one a test here makes on the port)."""
     listeners = api.scan(port)
     trees = api.app_trees(listeners)
     render.list_table(listeners)
     if listeners:
         render.who_report(port, listeners, trees)
     render.envelope("who", 0, {"apps": render.apps_json(listeners, trees)})
-    return [li.to_dict() for li in listeners]
+    return same_socket([li.to_dict() for li in listeners], endpoint(port))
 
 
 # (what under /proc/<pid>/, errors, what the port's row must show)

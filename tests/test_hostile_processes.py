@@ -18,59 +18,24 @@ from pathlib import Path
 
 import pytest
 
-from .support import SCRIPT
+from .holders import HOSTILE_NAME, hostile
+from .support import SCRIPT, endpoint, same_socket
 from .test_hostile_input import terminal_unsafe
 
 if not sys.platform.startswith("linux"):
     pytest.skip("argv bytes, cwd bytes and /proc/self/comm are Linux's", allow_module_level=True)
 
-HOSTILE_ARGS = [
-    b"\x1b[2J\x1b[31m",  # clear the screen, turn red
-    b"\x1b]0;owned\x07",  # set the terminal title
-    b"line one\nline two",
-    b"carriage\rreturn",
-    "\u202eevil right-to-left".encode(),
-    "\u200fmark\u061c".encode(),  # RLM and ALM
-    "\u2028separator\u2029".encode(),
-    "\u0085next line".encode(),
-    b"\x9b31m raw CSI byte",  # not UTF-8: a C1 CSI to a terminal in a legacy encoding
-    b"\xff\xfe not utf-8",
-    b"\t tab \x7f del",
-    b"x" * 5000,
-]
-HOSTILE_CWD = b"dir with spaces\nnewline\x1b[31mesc\xe2\x80\xaertl\xff"
-HOSTILE_NAME = b"\x1b[31m\n\xe2\x80\xaeev\xff"  # /proc/self/comm: 15 bytes at most
 
-HOLDER = r"""
-import socket, sys, time
-with open("/proc/self/comm", "wb") as f:
-    f.write(bytes.fromhex(sys.argv[1]))
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen()
-print(s.getsockname()[1], flush=True)
-time.sleep(120)
-"""
+Hostile = tuple[int, int, list[bytes], bytes]
 
 
 @pytest.fixture(scope="module")
-def hostile(
+def hostile_holder(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[int, int, list[bytes], bytes]]:
+) -> Iterator[Hostile]:
     """(pid, port, argv, cwd) of a real listener whose every visible string is hostile."""
-    cwd = os.fsencode(tmp_path_factory.mktemp("hostile")) + b"/" + HOSTILE_CWD
-    os.mkdir(cwd)
-    # argv[0] is a bare "python" so that what fits in the table's command column does not
-    # depend on where the interpreter lives (CI's venv path is longer than a laptop's).
-    argv = [b"python", b"-c", HOLDER.encode(), HOSTILE_NAME.hex().encode(), *HOSTILE_ARGS]
-    proc = subprocess.Popen(argv, executable=sys.executable, cwd=cwd, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        yield proc.pid, port, argv, cwd
-    finally:
-        proc.kill()
-        proc.communicate(timeout=30)
+    with hostile(tmp_path_factory.mktemp("hostile")) as (holder, argv, cwd):
+        yield holder.pid, holder.port, argv, cwd
 
 
 def run(*args: str) -> str:
@@ -88,19 +53,22 @@ def assert_terminal_safe(text: str) -> None:
 
 
 def test_list_table_is_one_line_per_row_and_escaped(
-    hostile: tuple[int, int, list[bytes], bytes],
+    hostile_holder: Hostile,
 ) -> None:
-    pid, port, _, _ = hostile
+    pid, port, _, _ = hostile_holder
     out = run("list", "--port", str(port))
     assert_terminal_safe(out)
-    header, rule, row = out.rstrip("\n").split("\n")
+    header, rule, *rows = out.rstrip("\n").split("\n")
     assert header.split()[0] == "PORT" and set(rule) <= {"-", " "}
-    assert row.split()[:4] == [str(port), "tcp", "127.0.0.1", str(pid)]
+    [row] = [r for r in rows if r.split()[:3] == [str(port), "tcp", "127.0.0.1"]]
+    assert row.split()[3] == str(pid)
     assert "\\x1b[31m\\n\\u202eev\\xff" in row  # the name, escaped
 
 
-def test_who_report_escapes_every_field(hostile: tuple[int, int, list[bytes], bytes]) -> None:
-    _, port, _, _ = hostile
+def test_who_report_escapes_every_field(
+    hostile_holder: Hostile,
+) -> None:
+    _, port, _, _ = hostile_holder
     out = run("who", str(port))
     assert_terminal_safe(out)
     lines = out.split("\n")
@@ -124,27 +92,25 @@ def test_who_report_escapes_every_field(hostile: tuple[int, int, list[bytes], by
         assert escaped in command, escaped
 
 
-def test_kill_plan_table_is_escaped(hostile: tuple[int, int, list[bytes], bytes]) -> None:
-    pid, port, _, _ = hostile
+def test_kill_plan_table_is_escaped(hostile_holder: Hostile) -> None:
+    pid, port, _, _ = hostile_holder
     out = run("kill", str(port), "--dry-run")
     assert_terminal_safe(out)
     lines = out.rstrip("\n").split("\n")
     assert lines[0] == f"port {port}, 1 process(es)"
     [row] = [line for line in lines if line.lstrip().startswith(f"{pid} *")]
-    assert " -c \\nimport socket, sys, time" in row  # the program's newlines, escaped
+    assert " -c \\nimport os, signal, socket," in row  # the program's newlines, escaped
 
 
 @pytest.mark.parametrize("command", ["list", "who"])
-def test_json_carries_the_data_byte_for_byte(
-    hostile: tuple[int, int, list[bytes], bytes], command: str
-) -> None:
-    pid, port, argv, cwd = hostile
+def test_json_carries_the_data_byte_for_byte(hostile_holder: Hostile, command: str) -> None:
+    pid, port, argv, cwd = hostile_holder
     args = ["list", "--port", str(port)] if command == "list" else ["who", str(port)]
     out = run(*args, "--json")
     # Terminal-safe as well: JSON escapes C0 controls itself, portinspect the C1 and bidi ones.
     assert_terminal_safe(out)
     doc = json.loads(out)
-    [row] = doc["listeners"]
+    [row] = same_socket(doc["listeners"], endpoint(port))
     assert row["pid"] == pid
     assert [os.fsencode(arg) for arg in row["cmdline"]] == argv
     assert os.fsencode(row["cwd"]) == cwd
@@ -155,7 +121,9 @@ def test_json_carries_the_data_byte_for_byte(
         assert [os.fsencode(arg) for arg in member["cmdline"]] == argv
 
 
-def test_hostile_directory_really_is_the_cwd(hostile: tuple[int, int, list[bytes], bytes]) -> None:
-    pid, _, _, cwd = hostile
+def test_hostile_directory_really_is_the_cwd(
+    hostile_holder: Hostile,
+) -> None:
+    pid, _, _, cwd = hostile_holder
     assert os.readlink(f"/proc/{pid}/cwd".encode()) == cwd
     assert Path(os.fsdecode(cwd)).is_dir()

@@ -1,6 +1,8 @@
 """Ctrl-C and closed pipes: exit 130 with one line and nothing half done; `| head -1` is quiet.
 
-Real SIGINTs go to the installed console script at points the test knows it has reached: a
+Real SIGINTs go to the installed console script at points the test knows it has reached (each
+started with SIGINT's default disposition, which a test run started in the background of a
+non-interactive shell would otherwise pass on as "ignored"): a
 module import held open by a test-only import hook (tests/ puts a sitecustomize on the child's
 PYTHONPATH; nothing in portinspect knows about it), a progress line on stderr, a lease file in
 the lease directory. `wait` is covered in tests/test_wait.py. Where a point can only be reached
@@ -23,13 +25,21 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from portinspect import freeport, killer, scanner
+from portinspect import freeport, killer
 from portinspect.cli import app
-from portinspect.errors import ExitStatus
+from portinspect.errors import ExitStatus, NoFreePortError
 from portinspect.freeport import find_free_ports
 
-from .support import SCRIPT, wait_until
-from .test_kill import holding, port_held, still_running, wait_gone
+from .holders import holding, still_running, wait_gone
+from .support import (
+    SCRIPT,
+    invoke,
+    lease_block,
+    lease_port,
+    lease_ports,
+    wait_until,
+    with_default_sigint,
+)
 
 runner = CliRunner()
 INTERRUPTED = "portinspect: interrupted\n"
@@ -73,7 +83,11 @@ def leftovers(lease_dir: Path) -> list[str]:
 @contextlib.contextmanager
 def started(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
-        [str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        with_default_sigint([str(SCRIPT), *args]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         yield proc
@@ -104,7 +118,7 @@ def gated_env(tmp_path: Path, module: str) -> dict[str, str]:
     [
         ("typer", ["list", "--json"], "the entry point, before cli.py exists"),
         ("portinspect.freeport", ["free", "--no-lease"], "a command, before its body"),
-        ("portinspect.killer", ["kill", "--json", "1", "--dry-run"], "a command, before its body"),
+        ("portinspect.killer", ["kill", "--json", "P", "--dry-run"], "a command, before its body"),
         ("tabulate", ["list"], "a command's body"),
     ],
     ids=["typer", "freeport", "killer", "tabulate"],
@@ -113,6 +127,7 @@ def test_ctrl_c_while_loading_exits_130_with_one_line(
     tmp_path: Path, module: str, args: list[str], where: str
 ) -> None:
     env = gated_env(tmp_path, module)
+    args = [str(lease_port()) if a == "P" else a for a in args]
     ready = Path(env["GATE_READY"])
     with started(args, env) as proc:
         wait_until(ready.exists, timeout=30, what=f"{' '.join(args)} to import {module}")
@@ -132,7 +147,7 @@ def test_ctrl_c_while_loading_exits_130_with_one_line(
 
 def test_ctrl_c_mid_escalation_stops_and_reports_what_was_sent() -> None:
     with (
-        holding(IGNORE_TERM="1") as h,
+        holding(ignore_term=True) as h,
         started(["kill", str(h.port), "--timeout", "60", "--json"], dict(os.environ)) as proc,
     ):
         assert proc.stderr is not None
@@ -142,7 +157,7 @@ def test_ctrl_c_mid_escalation_stops_and_reports_what_was_sent() -> None:
         out, err = proc.communicate(timeout=30)
         # No SIGKILL followed: the holder ignores SIGTERM and still runs, holding its port.
         assert still_running(h.ids) == [h.root.pid]
-        assert port_held(h.port)
+        assert h.holds_port()
     assert proc.returncode == ExitStatus.INTERRUPTED
     assert "Traceback" not in err
     assert err.count("\n") == 1
@@ -167,7 +182,7 @@ def test_ctrl_c_between_ports_leaves_the_next_untouched() -> None:
         with pytest.raises(killer.KillInterrupted) as info:
             killer.kill_port(ports, timeout=5, on_step=interrupt)
         held_second = second if ports[1] == second.port else first
-        assert still_running(held_second.ids) and port_held(held_second.port)
+        assert still_running(held_second.ids) and held_second.holds_port()
     [outcome] = info.value.outcomes
     assert outcome.port == ports[0] and outcome.status.value == "interrupted"
     assert len(outcome.steps) == 1 and outcome.steps[0].signal == "SIGTERM"
@@ -181,6 +196,7 @@ def test_ctrl_c_between_ports_leaves_the_next_untouched() -> None:
 BATCH = textwrap.dedent(
     """
     import json, os, signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever this run inherited
     import psutil
     from portinspect import killer
     real = psutil.Process.send_signal
@@ -201,7 +217,7 @@ BATCH = textwrap.dedent(
 
 
 def test_ctrl_c_during_a_sigkill_batch_lets_the_batch_finish() -> None:
-    with holding(CHILD="1", IGNORE_TERM="1") as h:
+    with holding(child=True, ignore_term=True) as h:
         [child] = h.root.children()
         proc = subprocess.run(
             [sys.executable, "-c", BATCH, str(h.port)],
@@ -220,25 +236,27 @@ def test_ctrl_c_during_a_sigkill_batch_lets_the_batch_finish() -> None:
 # -- Ctrl-C in free: no lease, no temp file left behind ---------------------------------------
 
 
-def quiet_window(free_ports: int) -> tuple[int, int]:
-    """A range of registered ports with that many unheld: benchmarks may hold thousands.
+def quiet_window(count: int) -> tuple[int, int]:
+    """A range of 3000 ports whose first `count` free ones are leased to this test.
 
-    Below 20000: tests/test_free.py binds ports of its own in 20000-29999, tests/test_churn.py
-    in 30000-32767, and the kernel hands out the ephemeral range.
+    The search under test runs in a private lease directory and probes (binds, briefly) every
+    port it takes: these are ours, so no other test's bind can meet the probe. From 9000 up:
+    away from the examples' 8000 and from the single ports tests lease from 15000 up, so the
+    leases rarely make other searches walk past them. (Benchmarks may hold thousands of ports,
+    hence the look for a window with room.)
     """
-    held = scanner.listening_ports()
-    for low in range(1024, 20000 - 3000, 500):
-        high = low + 2999
-        if sum(port not in held for port in range(low, high + 1)) >= free_ports:
-            return low, high
-    pytest.skip("no range of 3000 registered ports with 1500 free ones on this machine")
+    for low in range(9000, 12001, 500):
+        with contextlib.suppress(NoFreePortError):
+            lease_ports(count, near=low, port_range=(low, low + 2999), allow_unsafe=True)
+            return low, low + 2999
+    pytest.skip(f"no range of 3000 ports with {count} free ones in 9000-14999 on this machine")
 
 
 def test_ctrl_c_mid_search_through_the_console_script_leaves_no_lease(tmp_path: Path) -> None:
     leases = tmp_path / "leases"
     env = {**os.environ, "PORTINSPECT_LEASE_DIR": str(leases)}
     # 1000 ports: about 100 ms of probing and leasing, long enough to be caught in the middle.
-    low, high = quiet_window(1500)
+    low, high = quiet_window(1000)
     args = ["free", "--count", "1000", "--range", f"{low}-{high}", "--allow-unsafe", "--json"]
     for _attempt in range(3):
         with started(args, env) as proc:
@@ -286,7 +304,7 @@ def test_free_gives_the_leases_back_when_its_answer_is_not_delivered(
         raise failure
 
     monkeypatch.setattr(portinspect.cli, "_write", broken_write)
-    result = runner.invoke(app, ["free", "--count", "3", "--near", "11500"])
+    result = runner.invoke(app, ["free", "--count", "3", "--near", str(lease_block(3))])
     assert leftovers(lease_dir) == []
     if failure is KeyboardInterrupt:
         assert result.exit_code == ExitStatus.INTERRUPTED and result.stderr == INTERRUPTED
@@ -303,9 +321,9 @@ def test_ctrl_c_after_the_search_while_explaining_gives_the_leases_back(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(freeport, "explain_lines", interrupted)
-    result = runner.invoke(app, ["free", "--count", "2", "--near", "11500", "--explain"])
-    assert result.exit_code == ExitStatus.INTERRUPTED
-    assert result.stderr == INTERRUPTED
+    code, _, err = invoke("free", "--count", "2", "--near", str(lease_block(2)), "--explain")
+    assert code == ExitStatus.INTERRUPTED
+    assert err == INTERRUPTED
     assert leftovers(lease_dir) == []
 
 
@@ -314,6 +332,7 @@ def test_ctrl_c_after_the_search_while_explaining_gives_the_leases_back(
 HELD = textwrap.dedent(
     """
     import json, os, signal, threading
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever this run inherited
     from portinspect import _interrupts
     seen = []
     try:
@@ -347,27 +366,14 @@ def test_held_interrupts_are_raised_after_the_block() -> None:
 
 # A listener whose command line is 300 KB (three arguments, each under the kernel's 128 KiB
 # limit): `who` prints it on one line and `list --json` in the document, far more than a pipe
-# holds (64 KiB). Many listeners would do too, but binding thousands of kernel-picked ports
-# could take one another test has just freed and watches stay free.
+# holds (64 KiB). Many listeners would do too, at the cost of leasing thousands of ports.
 BIG = ["x" * 100_000, "y" * 100_000, "z" * 100_000]
 
 
 @pytest.fixture(scope="module")
 def big_listener() -> Iterator[int]:
-    code = "import socket, sys\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\n"
-    code += "print(s.getsockname()[1], flush=True)\nsys.stdin.read()\n"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *BIG],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        yield int(proc.stdout.readline())
-    finally:
-        proc.kill()
-        proc.communicate(timeout=30)
+    with holding(args=BIG) as h:
+        yield h.port
 
 
 @pytest.mark.parametrize(
@@ -401,7 +407,7 @@ def test_piped_to_head_dies_quietly_of_sigpipe(
 def test_a_closed_stderr_does_not_stop_kill_half_way() -> None:
     with holding() as h:
         proc = subprocess.Popen(
-            [str(SCRIPT), "kill", str(h.port), "--timeout", "5"],
+            [str(SCRIPT), "kill", str(h.port), "--timeout", "30"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

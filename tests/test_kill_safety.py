@@ -39,10 +39,35 @@ from portinspect.models import (
     Proto,
 )
 
-from .support import LOOPBACK4, SCRIPT, is_root, listening, port_of, run_in_namespace
+from .support import (
+    LOOPBACK4,
+    SCRIPT,
+    is_root,
+    lease_port,
+    listening,
+    port_of,
+    run_in_namespace,
+    wait_until,
+)
 
-LINEAGE = scanner.self_lineage()  # this pytest process and every ancestor, up to pid 1
-ANCESTORS = sorted(LINEAGE - {os.getpid()})
+
+def _lineage_now() -> frozenset[int]:
+    """This pytest process and every ancestor up to pid 1, read when asked.
+
+    Not at import: an ancestor may exit while the suite runs (a wrapper shell, `nohup`-like
+    launchers), and a pid read minutes earlier may be gone. A test reads it when it runs.
+    """
+    return scanner.self_lineage()
+
+
+@pytest.fixture
+def lineage() -> frozenset[int]:
+    return _lineage_now()
+
+
+@pytest.fixture
+def ancestors(lineage: frozenset[int]) -> list[int]:
+    return sorted(lineage - {os.getpid()})
 
 
 def _info(pid: int) -> ProcessInfo:
@@ -85,9 +110,12 @@ def _signals(sent: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def test_lineage_is_every_ancestor_up_to_pid_1() -> None:
-    expected = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
-    assert expected == LINEAGE
-    assert 1 in LINEAGE
+    def psutils() -> frozenset[int]:
+        return frozenset({os.getpid(), *(p.pid for p in psutil.Process().parents())})
+
+    # Read twice, by two means: an ancestor exiting between the two reads is retried.
+    lineage = wait_until(lambda: (a := _lineage_now()) == psutils() and a, what="agreement")
+    assert 1 in lineage
 
 
 # -- the plan refuses -------------------------------------------------------------------------
@@ -108,20 +136,24 @@ def test_plan_refuses_pid_0_and_1(proc: ProcessInfo) -> None:
 # Pids differ between runs and xdist workers, so each test walks the whole lineage itself.
 
 
-def test_plan_refuses_this_process_and_each_ancestor() -> None:
-    for pid in [os.getpid(), *ANCESTORS]:
+def test_plan_refuses_this_process_and_each_ancestor(
+    lineage: frozenset[int], ancestors: list[int]
+) -> None:
+    for pid in [os.getpid(), *ancestors]:
         proc = _info(pid)
-        plan = killer.plan_kill(8000, [_listener(8000, proc)], {pid: {pid: proc}}, lineage=LINEAGE)
+        plan = killer.plan_kill(8000, [_listener(8000, proc)], {pid: {pid: proc}}, lineage=lineage)
         assert plan.blocked is KillStatus.REFUSED, pid
         assert f"pid {pid}" in plan.reasons[0], pid
 
 
-def test_plan_refuses_a_tree_with_an_ancestor_in_it() -> None:
+def test_plan_refuses_a_tree_with_an_ancestor_in_it(
+    lineage: frozenset[int], ancestors: list[int]
+) -> None:
     """The holder is a stranger, but its app tree (forged) holds one of ours: all is refused."""
     top = ProcessInfo(pid=999_999, ppid=1, name="python3", user="root", cmdline=("python3",))
-    for pid in [os.getpid(), *ANCESTORS]:
+    for pid in [os.getpid(), *ancestors]:
         tree = {top.pid: top, pid: _info(pid)}
-        plan = killer.plan_kill(8000, [_listener(8000, top)], {top.pid: tree}, lineage=LINEAGE)
+        plan = killer.plan_kill(8000, [_listener(8000, top)], {top.pid: tree}, lineage=lineage)
         assert plan.blocked is KillStatus.REFUSED, pid
         assert pid in plan.pids and f"pid {pid}" in " ".join(plan.reasons), pid
 
@@ -129,14 +161,14 @@ def test_plan_refuses_a_tree_with_an_ancestor_in_it() -> None:
 # -- the signal path refuses, whatever the plan says ------------------------------------------
 
 
-def _forged_execution(pids: list[int]) -> killer._Execution:
+def _forged_execution(pids: list[int], lineage: frozenset[int]) -> killer._Execution:
     """An execution of a plan that wrongly lists pids, with real psutil handles for them."""
     targets = tuple(KillTarget(_info(pid), None, i == 0, True) for i, pid in enumerate(pids))
     handles = {pid: psutil.Process(pid) for pid in pids}
     return killer._Execution(
         KillPlan(8000, targets),
         handles,
-        lineage=LINEAGE,
+        lineage=lineage,
         user="root",
         privileged=True,
         inodes=(),
@@ -146,10 +178,10 @@ def _forged_execution(pids: list[int]) -> killer._Execution:
 
 
 def test_signal_path_never_signals_init_us_or_an_ancestor(
-    os_kill_spy: list[tuple[int, int]],
+    os_kill_spy: list[tuple[int, int]], lineage: frozenset[int], ancestors: list[int]
 ) -> None:
-    for pid in [1, os.getpid(), *ANCESTORS]:
-        execution = _forged_execution([pid])
+    for pid in [1, os.getpid(), *ancestors]:
+        execution = _forged_execution([pid], lineage)
         for sig in (signal.SIGTERM, signal.SIGKILL, None):
             assert execution.signal(psutil.Process(pid), sig) is False, (pid, sig)
         for stage in killer.ladder(0.1, signal.SIGTERM, force=False, windows=False):
@@ -158,8 +190,10 @@ def test_signal_path_never_signals_init_us_or_an_ancestor(
     assert _signals(os_kill_spy) == []
 
 
-def test_whole_forged_lineage_in_one_batch(os_kill_spy: list[tuple[int, int]]) -> None:
-    execution = _forged_execution(sorted(LINEAGE))
+def test_whole_forged_lineage_in_one_batch(
+    os_kill_spy: list[tuple[int, int]], lineage: frozenset[int]
+) -> None:
+    execution = _forged_execution(sorted(lineage), lineage)
     [stage] = killer.ladder(1.0, signal.SIGTERM, force=True, windows=False)
     execution.send(stage)
     assert execution.steps == [] and _signals(os_kill_spy) == []
@@ -179,7 +213,8 @@ GRANDPARENT = textwrap.dedent(
     """
     import json, os, socket, subprocess, sys
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", int(sys.argv[2])))
     sock.listen()
     port = sock.getsockname()[1]
     child = (
@@ -197,7 +232,7 @@ GRANDPARENT = textwrap.dedent(
 
 def test_console_script_refuses_its_grandparent_and_parent() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", GRANDPARENT, str(SCRIPT)],
+        [sys.executable, "-c", GRANDPARENT, str(SCRIPT), str(lease_port())],
         capture_output=True,
         text=True,
         timeout=60,
@@ -269,11 +304,14 @@ REUSE = textwrap.dedent(
     result["steps"] = len(execution.steps)
     result["alive"] = killer.alive(handle)
     result["recaptured"] = killer.capture(info) is not None
-    try:  # a SIGKILLed child is not reaped at once: give it the time to show up as dead
-        impostor.wait(timeout=0.5)
-        result["impostor_running"] = False
-    except subprocess.TimeoutExpired:
-        result["impostor_running"] = True
+    # Untouched, proven at once rather than by waiting to see it die: a signal sent to it
+    # would still be pending (SigPnd/ShdPnd), or it would have exited.
+    pending = 0
+    with open(f"/proc/{impostor.pid}/status") as f:
+        for line in f:
+            if line.startswith(("SigPnd:", "ShdPnd:")):
+                pending |= int(line.split()[1], 16)
+    result["impostor_running"] = impostor.poll() is None and pending == 0
     impostor.kill()
     impostor.wait()
     print(json.dumps(result))

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from portinspect import scan
-
-from .support import SCRIPT, free_loopback_port, wait_until
+from .holders import Holder, holding, still_running
+from .support import SCRIPT
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
-
-HOLDER = (
-    "import socket, sys, time\n"
-    "s = socket.socket()\n"
-    "s.bind(('127.0.0.1', int(sys.argv[1])))\n"
-    "s.listen()\n"
-    "time.sleep(120)\n"
-)
 
 
 def _read_until(fd: int, needle: str, timeout: float = 30.0) -> str:
@@ -68,36 +59,23 @@ def _kill_on_a_terminal(port: int, answer: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def holder() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = free_loopback_port()
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(port)])
-    try:
-        wait_until(lambda: scan(port), what=f"the holder to listen on {port}")
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+def holder() -> Iterator[Holder]:
+    with holding() as h:
+        yield h
 
 
-def test_answering_no_at_the_prompt_touches_nothing(
-    holder: tuple[subprocess.Popen[bytes], int],
-) -> None:
-    proc, port = holder
-    code, shown, _ = _kill_on_a_terminal(port, "n")
-    assert str(proc.pid) in shown and "plan:" in shown  # the plan came before the question
+def test_answering_no_at_the_prompt_touches_nothing(holder: Holder) -> None:
+    code, shown, _ = _kill_on_a_terminal(holder.port, "n")
+    assert str(holder.pid) in shown and "plan:" in shown  # the plan came before the question
     assert code == 5  # declined: the port is still held
-    assert proc.poll() is None
-    assert [li.pid for li in scan(port)] == [proc.pid]
+    assert still_running(holder.ids) == [holder.pid]
+    assert holder.holds_port()
 
 
-def test_answering_yes_at_the_prompt_frees_the_port(
-    holder: tuple[subprocess.Popen[bytes], int],
-) -> None:
-    proc, port = holder
-    code, shown, out = _kill_on_a_terminal(port, "y")
-    assert str(proc.pid) in shown
+def test_answering_yes_at_the_prompt_frees_the_port(holder: Holder) -> None:
+    code, shown, out = _kill_on_a_terminal(holder.port, "y")
+    assert str(holder.pid) in shown
     assert code == 0, out
-    assert f"port {port} freed" in out
-    assert proc.wait(timeout=10) == -15  # ended by the SIGTERM it was sent
-    assert scan(port) == []
+    assert f"port {holder.port} freed" in out
+    assert holder.popen.wait(timeout=30) == -signal.SIGTERM  # ended by the SIGTERM it was sent
+    holder.assert_freed_for_good()

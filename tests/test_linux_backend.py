@@ -1,7 +1,7 @@
-"""The Linux backend against real sockets on 127.0.0.1 and ::1 (ports picked by the OS).
+"""The Linux backend against real sockets on 127.0.0.1 and ::1, on leased ports.
 
 Tests run under xdist next to other workers that open and close sockets of their own, so every
-assertion looks only at the sockets this test opened (by port or by inode).
+assertion looks only at the sockets this test opened (by inode, or by the exact endpoint).
 """
 
 from __future__ import annotations
@@ -28,23 +28,14 @@ from portinspect import _linux
 from portinspect._linux import list_sockets
 from portinspect.models import Family, Proto, Socket
 
-from .support import forked_holders
+from .support import endpoint_of, forked_holders, has_ipv6, lease_port, same_socket
 
 ALL = frozenset(Proto)
 TCP = frozenset({Proto.TCP})
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 HOSTS = [("127.0.0.1", Family.IPV4)]
-if _has_ipv6_loopback():
+if has_ipv6():
     HOSTS.append(("::1", Family.IPV6))
 
 
@@ -61,7 +52,8 @@ def _tcp_listener(socks: list[socket.socket], host: str = "127.0.0.1") -> socket
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     socks.append(s)
-    s.bind((host, 0))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # see tests/support.py
+    s.bind((host, lease_port()))
     s.listen()
     return s
 
@@ -70,7 +62,7 @@ def _udp_bound(socks: list[socket.socket], host: str = "127.0.0.1") -> socket.so
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_DGRAM)
     socks.append(s)
-    s.bind((host, 0))
+    s.bind((host, lease_port()))
     return s
 
 
@@ -118,7 +110,8 @@ def test_connected_established_and_bound_only_sockets_are_not_listed(opened):
     opened.append(accepted)
     bound_only = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     opened.append(bound_only)
-    bound_only.bind(("127.0.0.1", 0))
+    bound_only.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    bound_only.bind(("127.0.0.1", lease_port()))
     udp_peer = _udp_bound(opened)
     udp_connected = _udp_bound(opened)
     udp_connected.connect(udp_peer.getsockname())
@@ -129,9 +122,10 @@ def test_connected_established_and_bound_only_sockets_are_not_listed(opened):
     assert _inode(srv) in inodes
     for s in (client, accepted, bound_only, udp_connected):
         assert _inode(s) not in inodes
-    # The accepted socket has the listener's port: only the listener may carry it.
-    assert [s.inode for s in sockets if s.port == _port(srv)] == [_inode(srv)]
-    assert not [s for s in sockets if s.port == _port(bound_only)]
+    # The accepted socket has the listener's address, family, protocol and port: only the
+    # listener may be listed with them.
+    assert [s.inode for s in same_socket(sockets, endpoint_of(srv))] == [_inode(srv)]
+    assert same_socket(sockets, endpoint_of(bound_only)) == []
 
 
 @pytest.mark.parametrize(("host", "family"), HOSTS, ids=[h[0] for h in HOSTS])
@@ -159,25 +153,29 @@ def test_socket_shared_with_a_forked_child_lists_both_pids(opened):
 # --- netlink and /proc/net agree ----------------------------------------------------------
 
 
-def _mixed_sockets(socks: list[socket.socket]) -> set[int]:
-    ports = set()
+def _mixed_sockets(socks: list[socket.socket]) -> list[socket.socket]:
+    """A TCP listener and a bound UDP socket on each loopback address."""
     for host, _ in HOSTS:
-        ports.add(_port(_tcp_listener(socks, host)))
-        ports.add(_port(_udp_bound(socks, host)))
-    return ports
+        _tcp_listener(socks, host)
+        _udp_bound(socks, host)
+    return socks
+
+
+def _mine(sockets: list[Socket], socks: list[socket.socket]) -> list[Socket]:
+    return [s for sock in socks for s in same_socket(sockets, endpoint_of(sock))]
 
 
 def test_netlink_and_procfs_paths_agree(opened):
-    ports = _mixed_sockets(opened)
+    socks = _mixed_sockets(opened)
     with forked_holders():
         via_netlink = _linux._with_holders(_linux._sockets_from_netlink(ALL), None)[0]
         via_procfs = _linux._with_holders(_linux._sockets_from_procfs(ALL), None)[0]
 
-    mine_nl = {_key(s) for s in via_netlink if s.port in ports}
-    mine_proc = {_key(s) for s in via_procfs if s.port in ports}
+    mine_nl = {_key(s) for s in _mine(via_netlink, socks)}
+    mine_proc = {_key(s) for s in _mine(via_procfs, socks)}
     assert len(mine_nl) == 2 * len(HOSTS)
     assert mine_nl == mine_proc
-    assert all(len(s.pids) == 2 for s in via_netlink if s.port in ports)
+    assert all(len(s.pids) == 2 for s in _mine(via_netlink, socks))
 
 
 def test_netlink_failure_falls_back_to_procfs(opened, monkeypatch):
@@ -219,7 +217,7 @@ def test_port_filter_returns_only_those_ports_and_every_holder(opened):
     udp = _udp_bound(opened)
     with forked_holders() as [child]:
         sockets, hidden = list_sockets(ALL, frozenset({_port(shared), _port(udp)}))
-    assert {s.port for s in sockets} == {_port(shared), _port(udp)}
+    assert {s.port for s in sockets} <= {_port(shared), _port(udp)}
     assert _inode(other) not in _by_inode(sockets)
     both = tuple(sorted((os.getpid(), child)))
     assert _by_inode(sockets)[_inode(shared)].pids == both
@@ -245,7 +243,9 @@ def test_early_exit_finds_the_parent_when_the_child_is_found_first(opened, monke
         monkeypatch.setattr(_linux._Walk, "scan", scan)
         sockets, _ = list_sockets(TCP, frozenset({_port(srv)}))
         everyone = real_pids()
-    assert [s.pids for s in sockets] == [tuple(sorted((os.getpid(), child)))]
+    assert [s.pids for s in same_socket(sockets, endpoint_of(srv))] == [
+        tuple(sorted((os.getpid(), child)))
+    ]
     # Kernel threads (children of kthreadd) and unrelated daemons are never looked at.
     assert len(set(scanned)) < len(everyone)
 
@@ -253,11 +253,12 @@ def test_early_exit_finds_the_parent_when_the_child_is_found_first(opened, monke
 def test_early_exit_finds_siblings_through_a_parent_that_closed_the_socket(opened):
     """Holders related only through a non-holding parent (it forked them, then closed it)."""
     srv = _tcp_listener(opened)
-    port, inode = _port(srv), _inode(srv)
+    port, inode, where = _port(srv), _inode(srv), endpoint_of(srv)
     with forked_holders() as [first], forked_holders() as [second]:
         srv.close()
         sockets, hidden = list_sockets(TCP, frozenset({port}))
-    assert [(s.inode, s.pids) for s in sockets] == [(inode, tuple(sorted((first, second))))]
+    found = [(s.inode, s.pids) for s in same_socket(sockets, where)]
+    assert found == [(inode, tuple(sorted((first, second))))]
     assert hidden is False
 
 
@@ -265,6 +266,7 @@ def test_early_exit_finds_siblings_through_a_parent_that_closed_the_socket(opene
 
 
 def _ss_sockets(ports: set[int]) -> set[tuple[object, ...]]:
+    """(proto, address, port, pids) of what ss lists on these ports."""
     out = subprocess.run(
         ["/usr/bin/ss", "-Hltunp"], capture_output=True, text=True, check=True
     ).stdout
@@ -290,12 +292,11 @@ def _pid_fields(users: str) -> list[str]:
 
 @pytest.mark.skipif(not shutil.which("ss", path="/usr/bin"), reason="needs /usr/bin/ss")
 def test_agrees_with_ss(opened):
-    ports = _mixed_sockets(opened)
+    socks = _mixed_sockets(opened)
+    wanted = {(Proto(e.proto), e.address, e.port) for e in map(endpoint_of, socks)}
     with forked_holders():
-        ours = {
-            (s.proto, s.address, s.port, s.pids) for s in list_sockets(ALL)[0] if s.port in ports
-        }
-        theirs = _ss_sockets(ports)
+        ours = {(s.proto, s.address, s.port, s.pids) for s in _mine(list_sockets(ALL)[0], socks)}
+        theirs = {s for s in _ss_sockets({e[2] for e in wanted}) if s[:3] in wanted}
     assert len(ours) == 2 * len(HOSTS)
     assert ours == theirs
 
@@ -307,7 +308,7 @@ def test_agrees_with_ss(opened):
 @pytest.mark.skipif(os.geteuid() != 0, reason="drops to nobody in a child: needs root")
 def test_unprivileged_caller_sees_the_socket_but_not_its_owner(opened):
     srv = _tcp_listener(opened)
-    port = _port(srv)
+    port, where = _port(srv), endpoint_of(srv)
     nobody = pwd.getpwnam("nobody")
     r, w = os.pipe()
     # Everything the child runs is imported already: after setuid it may not be allowed to
@@ -323,8 +324,9 @@ def test_unprivileged_caller_sees_the_socket_but_not_its_owner(opened):
             found = []
             for source in (_linux._sockets, _linux._sockets_from_procfs):
                 sockets, hidden = _linux._with_holders(source(TCP), frozenset({port}))
+                mine = same_socket(sockets, where)
                 found.append(
-                    {"hidden": hidden, "sockets": [[s.uid, s.inode, list(s.pids)] for s in sockets]}
+                    {"hidden": hidden, "sockets": [[s.uid, s.inode, list(s.pids)] for s in mine]}
                 )
             payload = json.dumps({"uid": os.getuid(), "found": found}).encode()
         except BaseException as exc:  # report, never return into pytest from a forked child

@@ -28,7 +28,7 @@ if not sys.platform.startswith("linux"):
 from portinspect import _linux, scanner
 from portinspect.models import ProcessInfo
 
-from .support import is_root, nobody, wait_until
+from .support import is_root, lease_port, nobody, wait_until
 
 
 def _psutil_view(pid: int) -> ProcessInfo | None:
@@ -225,7 +225,12 @@ def test_process_tree_is_psutils_children() -> None:
 
 
 def test_collect_reads_the_same_processes_through_both_paths() -> None:
-    with _child("import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()") as pid:
+    listener = (
+        "import socket; s = socket.socket()"
+        "; s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)"
+        f"; s.bind(('127.0.0.1', {lease_port()})); s.listen()"
+    )
+    with _child(listener) as pid:
         linux = scanner.read_processes([pid], backend="linux")
         portable = scanner.read_processes([pid], backend="psutil")
     assert pid in linux

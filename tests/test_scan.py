@@ -17,13 +17,18 @@ from portinspect.models import Family, PortRange, Proto
 from .support import (
     LOOPBACK4,
     LOOPBACK6,
+    Endpoint,
+    endpoint,
+    endpoint_of,
     forked_holders,
     has_ipv6,
     held_by_nobody,
     is_root,
+    lease_port,
     listening,
     port_of,
     run_as_nobody,
+    same_socket,
 )
 
 BACKENDS = ["psutil"]
@@ -41,16 +46,16 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _only(listeners: list[portinspect.Listener], port: int) -> portinspect.Listener:
-    found = [li for li in listeners if li.port == port]
-    assert len(found) == 1, found
-    return found[0]
+def _only(listeners: list[portinspect.Listener], where: Endpoint) -> portinspect.Listener:
+    """The listener that is this exact socket (one, and only one)."""
+    [found] = same_socket(listeners, where)
+    return found
 
 
 def test_tcp_ipv4_listener_with_its_owner(backend: str) -> None:
     with listening(LOOPBACK4) as sock:
         port = port_of(sock)
-        li = _only(scan(backend=backend), port)
+        li = _only(scan(backend=backend), endpoint_of(sock))
     me = psutil.Process()
     assert (li.proto, li.family, li.address) == (Proto.TCP, Family.IPV4, LOOPBACK4)
     assert li.pid == os.getpid()
@@ -58,68 +63,73 @@ def test_tcp_ipv4_listener_with_its_owner(backend: str) -> None:
     assert li.cmdline == tuple(me.cmdline())
     assert li.cwd == os.getcwd()
     assert li.exposed is False
-    # Kernel-picked ports come from the ephemeral range, so both facts are checkable.
     low, high = classifier.ephemeral_range()
     assert li.ephemeral is (low <= port <= high)
     assert li.range is (PortRange.DYNAMIC if port >= 49152 else PortRange.REGISTERED)
+
+
+def test_a_port_in_the_ephemeral_range_is_marked_so(backend: str) -> None:
+    low, high = classifier.ephemeral_range()
+    port = lease_port(near=(low + high) // 2, port_range=(low, high), allow_ephemeral=True)
+    with listening(LOOPBACK4, port=port) as sock:
+        li = _only(scan(port, backend=backend), endpoint_of(sock))
+    assert li.ephemeral is True and li.pid == os.getpid()
 
 
 @needs_ipv6
 def test_tcp_ipv6_listener(backend: str) -> None:
     with listening(LOOPBACK6) as sock:
         port = port_of(sock)
-        li = _only(scan(port, backend=backend), port)
+        li = _only(scan(port, backend=backend), endpoint_of(sock))
     assert (li.family, li.address, li.pid) == (Family.IPV6, LOOPBACK6, os.getpid())
     assert li.endpoint == f"[::1]:{port}"
 
 
+@needs_ipv6
 def test_same_port_on_both_families_is_two_listeners(backend: str) -> None:
-    if not has_ipv6():
-        pytest.skip("no IPv6 loopback here")
-    with listening(LOOPBACK4) as v4:
-        port = port_of(v4)
-        try:
-            six = listening(LOOPBACK6, port=port)
-            v6 = six.__enter__()
-        except OSError:
-            pytest.skip("port taken on ::1 by someone else")
-        try:
-            found = scan(port, backend=backend)
-        finally:
-            six.__exit__(None, None, None)
-        assert v6
-    assert sorted(li.family.value for li in found) == ["ipv4", "ipv6"]
+    # The port is leased for TCP and UDP on every address: ::1 is ours too.
+    with listening(LOOPBACK4) as v4, listening(LOOPBACK6, port=port_of(v4)) as v6:
+        found = scan(port_of(v4), backend=backend)
+        four, six = endpoint_of(v4), endpoint_of(v6)
+    assert _only(found, four).pid == _only(found, six).pid == os.getpid()
 
 
 def test_udp_bound_socket_is_listed_as_udp(backend: str) -> None:
     with listening(LOOPBACK4, socket.SOCK_DGRAM) as sock:
         port = port_of(sock)
         found = scan(port, backend=backend)
-    assert [li.proto for li in found] == [Proto.UDP]
-    assert found[0].pid == os.getpid()
+        li = _only(found, endpoint_of(sock))
+    assert li.proto is Proto.UDP and li.pid == os.getpid()
+    assert same_socket(found, endpoint(port, LOOPBACK4, "tcp")) == []
 
 
 def test_connected_udp_socket_is_not_a_listener(backend: str) -> None:
     with listening(LOOPBACK4, socket.SOCK_DGRAM) as server:
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
+            # Bound to a leased port of its own first, so that port is ours to look at.
+            client.bind((LOOPBACK4, lease_port()))
             client.connect((LOOPBACK4, port_of(server)))
-            client_port = port_of(client)
-            found = scan(client_port, proto="udp", backend=backend)
+            found = scan(port_of(client), proto="udp", backend=backend)
+            mine = endpoint_of(client)
         finally:
             client.close()
-    assert found == []
+    assert same_socket(found, mine) == []
 
 
 def test_clients_and_accepted_connections_are_not_listeners(backend: str) -> None:
     with listening(LOOPBACK4) as server:
-        client = socket.create_connection((LOOPBACK4, port_of(server)))
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        client.bind((LOOPBACK4, lease_port()))  # a port of ours to look at
+        client.connect(server.getsockname())
         accepted, _ = server.accept()
         try:
-            client_port = port_of(client)
-            assert scan(client_port, backend=backend) == []
-            # The server's port lists the listener once, not the accepted socket.
-            assert len(scan(port_of(server), proto="tcp", backend=backend)) == 1
+            assert same_socket(scan(port_of(client), backend=backend), endpoint_of(client)) == []
+            # The server's port lists the listener once, not the accepted socket (which
+            # has the same local address, family, protocol and port).
+            found = scan(port_of(server), proto="tcp", backend=backend)
+            assert [li.pid for li in same_socket(found, endpoint_of(server))] == [os.getpid()]
         finally:
             accepted.close()
             client.close()
@@ -127,15 +137,16 @@ def test_clients_and_accepted_connections_are_not_listeners(backend: str) -> Non
 
 def test_bound_but_not_listening_tcp_is_not_listed(backend: str) -> None:
     with socket.socket() as sock:
-        sock.bind((LOOPBACK4, 0))
-        assert scan(port_of(sock), backend=backend) == []
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as listening() does
+        sock.bind((LOOPBACK4, lease_port()))
+        assert same_socket(scan(port_of(sock), backend=backend), endpoint_of(sock)) == []
 
 
 def test_socket_shared_with_a_forked_child_has_both_holders(backend: str) -> None:
     with listening(LOOPBACK4) as sock:
         port = port_of(sock)
         with forked_holders() as [child]:
-            li = _only(scan(port, backend=backend), port)
+            li = _only(scan(port, backend=backend), endpoint_of(sock))
     assert {h.process.pid for h in li.holders} == {os.getpid(), child}
     # The parent is the top of the tree, so it comes first.
     assert li.pid == os.getpid()
@@ -145,13 +156,14 @@ def test_port_filter_returns_only_those_ports(backend: str) -> None:
     with listening() as a, listening() as b, listening() as c:
         wanted = {port_of(a), port_of(c)}
         found = scan(wanted, backend=backend)
-        assert {li.port for li in found} == wanted
-        assert port_of(b) not in {li.port for li in found}
+        assert {li.port for li in found} <= wanted
+        assert _only(found, endpoint_of(a)).pid == _only(found, endpoint_of(c)).pid == os.getpid()
+        assert same_socket(found, endpoint_of(b)) == []
 
 
 def test_exposure_and_service_are_classified(backend: str) -> None:
     with listening(LOOPBACK4) as sock:
-        li = _only(scan(port_of(sock), backend=backend), port_of(sock))
+        li = _only(scan(port_of(sock), backend=backend), endpoint_of(sock))
     assert li.exposed is False
     assert li.to_dict()["exposed"] is False
 
@@ -184,8 +196,7 @@ def test_unprivileged_scan_lists_roots_socket_with_owner_hidden() -> None:
         look()
         seen = run_as_nobody(look)
     assert seen["hidden"] is True
-    [row] = seen["rows"]
-    assert row["port"] == port
+    [row] = same_socket(seen["rows"], endpoint(port))
     assert row["pid"] is None and row["process"] is None
     assert row["uid"] == 0
     assert row["user"] == "root"
@@ -195,7 +206,7 @@ def test_unprivileged_scan_lists_roots_socket_with_owner_hidden() -> None:
 @pytest.mark.unprivileged
 def test_root_sees_a_socket_held_by_another_user(backend: str) -> None:
     with held_by_nobody() as port:
-        li = _only(scan(port, backend=backend), port)
+        li = _only(scan(port, backend=backend), endpoint(port))
     assert li.user == "nobody"
     assert li.pid is not None
 
@@ -216,8 +227,7 @@ def test_macos_without_root_falls_back_to_own_processes_simulated(
     monkeypatch.setattr(_psutil.psutil, "net_connections", denied)
     monkeypatch.setattr(_psutil.sys, "platform", "darwin")
     with listening(LOOPBACK4) as sock:
-        port = port_of(sock)
-        result = api.scan_result(port, backend="psutil")
+        result = api.scan_result(port_of(sock), backend="psutil")
+        mine = endpoint_of(sock)
     assert result.owners_hidden is True
-    [li] = result.listeners
-    assert li.pid == os.getpid() and li.port == port
+    assert _only(result.listeners, mine).pid == os.getpid()
