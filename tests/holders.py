@@ -38,8 +38,9 @@ HOLDER = r"""
 import os, signal, socket, subprocess, sys, time
 env = os.environ
 end = time.monotonic() + float(env["LIFETIME"])
-if env.get("IGNORE_TERM") == "1":
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+# Set either way: an ignored signal stays ignored across fork and exec, so a stubborn
+# parent's children would ignore SIGTERM too unless they restore the default.
+signal.signal(signal.SIGTERM, signal.SIG_IGN if env.get("IGNORE_TERM") == "1" else signal.SIG_DFL)
 if env.get("COMM_HEX"):
     with open("/proc/self/comm", "wb") as f:
         f.write(bytes.fromhex(env["COMM_HEX"]))
@@ -59,23 +60,37 @@ def bind():
 
 
 def again(**changes):
-    # This same program (argv and all) as a child, as reloaders and supervisors run theirs.
-    fds = [int(changes["HOLD_FD"])] if "HOLD_FD" in changes else []
-    child_env = dict(env, IGNORE_TERM="0", **changes)
-    return subprocess.Popen(sys.orig_argv, executable=sys.executable, env=child_env, pass_fds=fds)
+    # This same program (argv and all) as a child, as reloaders and supervisors run theirs;
+    # back once the child has set itself up, so "ready" means the whole shape is in place.
+    settled, tell = os.pipe()
+    fds = [tell, *([int(changes["HOLD_FD"])] if "HOLD_FD" in changes else [])]
+    child_env = dict(env, IGNORE_TERM="0", SETTLED_FD=str(tell), **changes)
+    child = subprocess.Popen(sys.orig_argv, executable=sys.executable, env=child_env,
+                             pass_fds=fds)
+    os.close(tell)
+    os.read(settled, 1)
+    os.close(settled)
+    return child
 
 
-def ready():
-    print("ready", os.getpid(), flush=True)
+def ready(announce=True):
+    tell = env.pop("SETTLED_FD", None)
+    if tell:
+        os.write(int(tell), b"!")
+        os.close(int(tell))
+    if announce:
+        print("ready", os.getpid(), flush=True)
 
 
 role = env.get("ROLE")
 if role == "supervisor":  # holds nothing; restarts its worker whenever it exits
     while time.monotonic() < end:
         again(ROLE="worker").wait()
+        time.sleep(0.05)  # a worker that cannot start must not make this a busy loop
     sys.exit(0)
 if role == "shared":  # a reloader's child: the socket came with it, as an fd
     sock = socket.socket(fileno=int(env["HOLD_FD"]))
+    ready(announce=False)
 else:
     sock = bind()
     if env.get("CHILD") == "1":

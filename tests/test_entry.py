@@ -14,6 +14,8 @@ from pathlib import Path
 
 from portinspect.errors import ExitStatus
 
+from .support import lease_port
+
 
 def _console(tmp_path: Path, *args: str, before: str = "") -> subprocess.CompletedProcess[str]:
     code = (
@@ -41,11 +43,12 @@ def _console(tmp_path: Path, *args: str, before: str = "") -> subprocess.Complet
 
 
 def test_the_whole_document_arrives_and_the_exit_code_is_kept(tmp_path: Path) -> None:
-    proc = _console(tmp_path, "list", "--port", "1", "--json")
+    port = lease_port()  # nothing listens there, and nothing of ours will
+    proc = _console(tmp_path, "list", "--port", str(port), "--json")
     assert proc.returncode == ExitStatus.NOT_LISTENING
     doc = json.loads(proc.stdout)
     assert doc["exit_code"] == ExitStatus.NOT_LISTENING and doc["listeners"] == []
-    assert proc.stderr == "portinspect: nothing is listening on port 1\n"
+    assert proc.stderr == f"portinspect: nothing is listening on port {port}\n"
 
 
 def test_atexit_functions_still_run(tmp_path: Path) -> None:

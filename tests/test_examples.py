@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from portinspect import scan
+from .holders import session_members
+from .support import SHARED_LEASES, wait_until
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BIN = Path(sys.executable).parent
@@ -34,16 +38,40 @@ def _env() -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def _one_example_at_a_time() -> Iterator[None]:
+    """The examples that serve on `--near 8000` run one at a time, across every suite of this
+    user (a lock in the shared lease directory; the kernel drops it if its holder dies).
+
+    Their last step waits for their port to be free after `kill`; their lease ended when
+    their server bound the port, so an example started in that gap may take the very port,
+    and the wait would time out. That is the examples' flow in a parallel CI, not portinspect.
+    """
+    with open(SHARED_LEASES / "examples.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _run(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """Run an example in a session of its own, and wait until nothing of that session runs:
+    whatever the example started is stopped, by the example itself (it must be)."""
+    proc = subprocess.Popen(
         argv,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         cwd=tmp_path,
         env=_env(),
-        check=False,
+        start_new_session=True,
     )
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    wait_until(lambda: not session_members(proc.pid), 30, "what the example started to stop")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def _ports_in(text: str) -> list[int]:
@@ -59,16 +87,17 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="the CI rec
 
 @needs_curl
 def test_ci_shell_script_serves_and_frees_its_port(tmp_path: Path) -> None:
-    proc = _run(["bash", str(EXAMPLES / "ci_smoke.sh")], tmp_path)
+    with _one_example_at_a_time():
+        proc = _run(["bash", str(EXAMPLES / "ci_smoke.sh")], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    port = _ports_in(proc.stdout.splitlines()[0])[0]
-    assert "port free" in proc.stdout
-    assert scan(port) == []
+    assert _ports_in(proc.stdout.splitlines()[0])
+    assert "port free" in proc.stdout  # its own `wait --free`: its server is gone too
 
 
 @needs_curl
 def test_ci_run_script_serves_tests_and_proves_the_port_free(tmp_path: Path) -> None:
-    proc = _run(["bash", str(EXAMPLES / "ci_run.sh")], tmp_path)
+    with _one_example_at_a_time():  # near 8000 too: it could take the port another frees
+        proc = _run(["bash", str(EXAMPLES / "ci_run.sh")], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.endswith("tests passed, server stopped, port free\n")
     report = json.loads((tmp_path / "run-report.json").read_text())
@@ -96,15 +125,16 @@ def _workflow_script(path: Path, step: str) -> str:
 @needs_curl
 def test_github_actions_steps_run_as_written(tmp_path: Path) -> None:
     script = _workflow_script(EXAMPLES / "github-actions.yml", "Serve, test, stop")
-    proc = _run(["bash", "-e", "-o", "pipefail", "-c", script], tmp_path)
+    with _one_example_at_a_time():
+        proc = _run(["bash", "-e", "-o", "pipefail", "-c", script], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    port = _ports_in(proc.stdout)[0]
+    assert _ports_in(proc.stdout)
     assert (tmp_path / "kill-report.json").read_text().strip().startswith("{")
-    assert scan(port) == []
 
 
 def test_library_example(tmp_path: Path) -> None:
-    proc = _run([sys.executable, str(EXAMPLES / "library_usage.py")], tmp_path)
+    with _one_example_at_a_time():
+        proc = _run([sys.executable, str(EXAMPLES / "library_usage.py")], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "server=http.server" in proc.stdout
     assert "kill: freed" in proc.stdout

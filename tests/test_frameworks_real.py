@@ -1,6 +1,6 @@
 """identify_app() against real dev servers, seen through psutil the way the scanner sees them.
 
-Each server is started by tests/servers.py on a loopback port picked at run time. The
+Each server is started by tests/servers.py on a loopback port leased for it. The
 processes map is built with psutil: the holders of the listening socket (all sharers,
 not just the one pid psutil.net_connections() names) and their ancestors, with cwd and
 the reloader/kernel env markers.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from portinspect.models import ProcessInfo
 
 from . import servers
 from .servers import Server, listens
+from .support import endpoint, listening, port_of, same_socket
 
 pytestmark = pytest.mark.servers
 
@@ -82,10 +82,10 @@ def _holders_and_ancestors(port: int) -> tuple[list[int], int, dict[int, Process
     """
     named = [
         c.pid
-        for c in psutil.net_connections(kind="tcp")
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+        for c in psutil.net_connections(kind="tcp4")
+        if c.status == psutil.CONN_LISTEN and c.laddr and tuple(c.laddr) == (servers.HOST, port)
     ]
-    assert len(named) == 1, f"expected one listening socket on {port}, psutil says {named}"
+    assert len(named) == 1, f"expected one socket on {servers.HOST}:{port}, psutil says {named}"
     top = psutil.Process(named[0])
     while (parent := top.parent()) is not None and listens(parent, port):
         top = parent
@@ -129,7 +129,7 @@ def test_real_server_is_identified(real_server: Server) -> None:
 
     # The real pipeline (scanner -> classifier) reports the same app as this psutil view,
     # with every holder, range and exposure, as `portinspect list --json` shows it.
-    [listener] = scan(real_server.port, proto="tcp")
+    [listener] = same_socket(scan(real_server.port, proto="tcp"), endpoint(real_server.port))
     assert sorted(h.process.pid for h in listener.holders) == holders, context
     assert (listener.framework, listener.server, listener.app_pid) == (
         expected.framework,
@@ -162,13 +162,12 @@ def test_real_server_is_identified(real_server: Server) -> None:
 
 
 def test_a_taken_port_is_retried_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind((servers.HOST, 0))
-        taken.listen(1)
-        picks = iter([taken.getsockname()[1], servers.free_port()])
+    # As if a process that takes no lease had bound the server's port first.
+    with listening(servers.HOST) as taken:
+        picks = iter([port_of(taken), servers.free_port()])
         monkeypatch.setattr(servers, "free_port", lambda: next(picks))
         with servers.running(servers.RECIPES["http.server"], tmp_path) as server:
-            assert server.port != taken.getsockname()[1]
+            assert server.port != port_of(taken)
             assert servers.accepts(server.port)
 
 

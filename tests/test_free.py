@@ -3,8 +3,9 @@
 Tests hold ports only on 127.0.0.1 and ::1. The wildcard holders (0.0.0.0, ::) the issue asks
 about are tested inside a private network namespace (`unshare --net`), where a wildcard bind
 cannot reach beyond the test. Every test leases into its own directory (PORTINSPECT_LEASE_DIR
-under tmp_path), and works on a block of ports that was free when the test started, inside
-its xdist worker's own slice of 20000-29999, so parallel workers never test on the same ports.
+under tmp_path), and searches only a block of ports that the shared allocator leased to it
+(tests/support.py), so no parallel worker or second suite binds there while the searches under
+test probe and lease: each search is bounded by a range inside the block.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import random
 import re
 import shutil
 import socket
@@ -28,10 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from portinspect import classifier, find_free_ports, freeport, leases, scanner
-from portinspect.cli import app
 from portinspect.errors import ExitStatus, NoFreePortError, PortInspectError, UsageError
 from portinspect.freeport import (
     Lease,
@@ -55,7 +53,11 @@ from .support import (
     SCRIPT,
     has_ipv6,
     held_by_nobody,
+    invoke,
     is_root,
+    lease_block,
+    lease_port,
+    lease_ports,
     listening,
     port_of,
     run_as_nobody,
@@ -64,11 +66,8 @@ from .support import (
     wait_until,
 )
 
-runner = CliRunner()
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback here")
 needs_root = pytest.mark.skipif(not is_root(), reason="needs root to drop to another user")
-
-SLICE_LOW, SLICE_HIGH, SLICE_WIDTH = 20000, 29999, 2500
 
 
 @pytest.fixture(autouse=True)
@@ -78,58 +77,60 @@ def lease_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def _worker_slice() -> tuple[int, int]:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    index = int(worker[2:]) if worker[2:].isdigit() else 0
-    low = SLICE_LOW + (index % 4) * SLICE_WIDTH
-    return low, low + SLICE_WIDTH - 1
-
-
-def _bindable(port: int) -> bool:
-    """Nothing on port, TCP or UDP, checked on loopback only (wildcard holders conflict too)."""
-    hosts = [LOOPBACK4, LOOPBACK6] if has_ipv6() else [LOOPBACK4]
-    for host, kind in itertools.product(hosts, (socket.SOCK_STREAM, socket.SOCK_DGRAM)):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, kind) as s:
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                s.bind((host, port))
-            except OSError:
-                return False
-    return True
-
-
 def quiet_block(size: int = 8) -> int:
-    """The first of `size` consecutive ports that are free now and that no policy skips."""
-    low, high = _worker_slice()
-    e_low, e_high = classifier.ephemeral_range()
-    taken = scanner.listening_ports()
-    for _ in range(200):
-        base = random.randrange(low, high - size)
-        block = range(base, base + size)
-        if any(e_low <= p <= e_high or p in unsafe_ports() or p in taken for p in block):
-            continue
-        if all(_bindable(p) for p in block):
-            return base
-    pytest.skip("no block of free ports outside the ephemeral range on this machine")
+    """The first of `size` consecutive ports leased to this test: free, and no policy skips them.
+
+    Leased in the shared directory (tests/support.py) and held until the test ends, bound or
+    not, so nothing else binds them while this test's searches probe and lease them.
+    """
+    return lease_block(size)
+
+
+def block_without_time_wait(size: int = 8) -> int:
+    """A leased block (quiet_block) whose first port a bind without SO_REUSEADDR can take.
+
+    Ports other tests give back are handed out again at once, and may still carry their
+    connections' TIME_WAIT (the allocator counts that as free, as servers bind with
+    SO_REUSEADDR); a test about binds without it needs a port with none.
+    """
+    for _ in range(20):
+        base = quiet_block(size)
+        with socket.socket() as plain:
+            try:
+                plain.bind((LOOPBACK4, base))
+            except OSError:
+                continue
+        return base
+    raise AssertionError("20 leased blocks in a row had a TIME_WAIT on their first port")
 
 
 def kernel_port() -> int:
-    """A port from inside the OS ephemeral range (not at its edges) that is free right now."""
+    """A port from inside the OS ephemeral range (not at its edges), leased to this test.
+
+    The kernel does not read leases: it may still hand the port to an outgoing connection,
+    one chance in some 28000 per connection made meanwhile.
+    """
     low, high = classifier.ephemeral_range()
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind((LOOPBACK4, 0))
-            port = port_of(s)
-        if low < port < high:
-            return port
-    pytest.skip("the kernel keeps picking ports at the edge of the ephemeral range")
+    return lease_port(near=(low + high) // 2, port_range=(low + 1, high - 1), allow_ephemeral=True)
 
 
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+def lease_exactly(low: int, high: int, **options: Any) -> None:
+    """Lease every port of low-high to this test (the ones a test about fixed ports needs).
+
+    Another suite's test may hold them for a moment: wait for it. Skip when a listener that
+    takes no lease holds one (a real IRC server on 6667).
+    """
+
+    def taken() -> bool:
+        with contextlib.suppress(NoFreePortError):
+            lease_ports(high - low + 1, near=low, port_range=(low, high), **options)
+            return True
+        held = scanner.listening_ports() & set(range(low, high + 1))
+        if held:
+            pytest.skip(f"port(s) {sorted(held)} in use here, by something that takes no lease")
+        return False
+
+    wait_until(taken, timeout=120, what=f"ports {low}-{high} to be leased to this test")
 
 
 def collect() -> tuple[list[Skip], Callable[[Skip], None]]:
@@ -358,10 +359,10 @@ def test_wildcard_holders_in_a_private_network_namespace() -> None:
 @needs_root
 @pytest.mark.unprivileged
 def test_port_held_by_another_user_is_skipped() -> None:
-    with held_by_nobody() as port:  # kernel-picked, so inside the ephemeral range
+    with held_by_nobody() as port:
         skips, explain = collect()
         with pytest.raises(NoFreePortError, match="1 held by a listener"):
-            find_free_ports(port, port_range=(port, port), allow_ephemeral=True, explain=explain)
+            find_free_ports(port, port_range=(port, port), explain=explain)
     [skip] = skips
     assert skip.reason is SkipReason.HELD and skip.pid is not None and skip.pid != os.getpid()
 
@@ -373,7 +374,7 @@ def test_other_users_socket_is_caught_by_the_scan_alone(monkeypatch: pytest.Monk
     monkeypatch.setattr(Prober, "failure", lambda self, port: None)
     with held_by_nobody() as port:
         with pytest.raises(NoFreePortError):
-            find_free_ports(port, port_range=(port, port), allow_ephemeral=True, lease=False)
+            find_free_ports(port, port_range=(port, port), lease=False)
 
 
 @needs_root
@@ -386,13 +387,7 @@ def test_unprivileged_caller_is_told_whose_port_it_is() -> None:
         def search() -> list[dict[str, Any]]:
             skips, explain = collect()
             with contextlib.suppress(NoFreePortError):
-                find_free_ports(
-                    port,
-                    port_range=(port, port),
-                    allow_ephemeral=True,
-                    lease=False,
-                    explain=explain,
-                )
+                find_free_ports(port, port_range=(port, port), lease=False, explain=explain)
             return [s.to_dict() for s in skips]
 
         search()  # import everything the child needs while we may still read the venv
@@ -408,7 +403,7 @@ def test_bound_but_not_listening_socket_is_caught_by_the_probe(
     monkeypatch.setattr(
         scanner, "taken_ports", lambda protos: (scanner.listening_ports(protos), {})
     )
-    base = quiet_block()
+    base = block_without_time_wait()
     with socket.socket() as s:
         s.bind((LOOPBACK4, base))  # no SO_REUSEADDR, no listen: invisible to the scan
         skips, explain = collect()
@@ -441,7 +436,7 @@ def test_time_wait_counts_as_free_when_a_server_could_bind_it() -> None:
 
 def test_time_wait_of_a_server_without_reuseaddr_is_not_free() -> None:
     """Linux copies SO_REUSEADDR into the TIME_WAIT socket: without it, no server can bind."""
-    base = quiet_block()
+    base = block_without_time_wait()
     _leave_time_wait(base, reuse=False)
     skips, explain = collect()
     assert find_free_ports(base, port_range=(base, base + 7), explain=explain) == [base + 1]
@@ -476,24 +471,22 @@ def test_ephemeral_range_is_skipped_unless_allowed() -> None:
 
 
 def test_browser_unsafe_ports_are_skipped_unless_allowed() -> None:
-    unsafe = [p for p in range(6665, 6670) if _bindable(p)]
-    if not unsafe or not _bindable(6670):
-        pytest.skip("the IRC ports 6665-6670 are in use here")
+    lease_exactly(6665, 6670, allow_unsafe=True)  # the IRC ports, unsafe but for 6670
     assert find_free_ports(6665, port_range=(6665, 6670), lease=False) == [6670]
-    assert find_free_ports(unsafe[0], allow_unsafe=True, lease=False) == [unsafe[0]]
+    assert find_free_ports(6665, port_range=(6665, 6670), allow_unsafe=True, lease=False) == [6665]
 
 
+@needs_root  # a user cannot bind below 1024: no free port there to lease
 def test_privileged_ports_are_skipped_unless_allowed() -> None:
-    free = [p for p in range(1000, 1024) if _bindable(p) and p not in unsafe_ports()]
-    if not free:
+    try:
+        port = lease_port(near=1000, port_range=(1000, 1023), allow_privileged=True)
+    except NoFreePortError:
         pytest.skip("no free port in 1000-1023 here")
     skips, explain = collect()
     with pytest.raises(NoFreePortError, match="privileged"):
-        find_free_ports(free[0], port_range=(free[0], free[0]), explain=explain)
+        find_free_ports(port, port_range=(port, port), explain=explain)
     assert skips[0].reason is SkipReason.PRIVILEGED
-    if is_root():  # as a user, the bind probe says EACCES instead
-        got = find_free_ports(free[0], port_range=(free[0], free[0]), allow_privileged=True)
-        assert got == [free[0]]
+    assert find_free_ports(port, port_range=(port, port), allow_privileged=True) == [port]
 
 
 # -- count, range, exit codes, JSON ------------------------------------------------------------
@@ -809,7 +802,8 @@ def test_lease_directory_that_cannot_be_made_is_one_clear_error(
     code, _, err = invoke("free")
     assert code == ExitStatus.ERROR and err.count("\n") == 1
     assert "cannot create lease directory" in err and "--no-lease" in err
-    assert invoke("free", "--no-lease")[0] == 0
+    base = quiet_block()  # what --no-lease searches and probes: ours
+    assert invoke("free", "--no-lease", "--range", f"{base}-{base + 7}")[0] == 0
 
 
 # -- parallel callers --------------------------------------------------------------------------

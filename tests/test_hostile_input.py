@@ -29,11 +29,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from portinspect import api, cli, inputs
-from portinspect.cli import app
 from portinspect.errors import ExitStatus, UsageError
 from portinspect.inputs import parse_port_spec
 
-from .support import SCRIPT, free_loopback_port
+from .support import SCRIPT, invoke, lease_port
 
 runner = CliRunner()
 # What must never reach a terminal raw: C0/C1 controls and DEL (Cc), lone surrogates (Cs, bytes
@@ -46,7 +45,9 @@ def terminal_unsafe(line: str) -> list[str]:
     return [c for c in line if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in BIDI]
 
 
-QUIET_PORT = str(free_loopback_port())  # nothing listens here; a wrongly accepted value is harmless
+# Leased for the session and never bound: nothing listens here, nothing of ours will, and a
+# value wrongly accepted acts on no one's port.
+QUIET_PORT = str(lease_port())
 
 # -- the bad values, by what the option takes -------------------------------------------------
 
@@ -221,11 +222,9 @@ def assert_one_line_usage_error(code: int, out: str, err: str, args: list[str]) 
 
 @pytest.mark.parametrize("args", CASES)
 def test_bad_input_is_one_line_and_exit_2(args: list[str]) -> None:
-    result = runner.invoke(app, args)
-    assert_one_line_usage_error(result.exit_code, result.stdout, result.stderr, args)
+    assert_one_line_usage_error(*invoke(*args), args)
     if args[0] in COMMANDS:
-        result = runner.invoke(app, with_json(args))
-        assert_one_line_usage_error(result.exit_code, result.stdout, result.stderr, with_json(args))
+        assert_one_line_usage_error(*invoke(*with_json(args)), with_json(args))
 
 
 # A sample through the real entry point: one or two values of every slot, run side by side.
@@ -281,14 +280,15 @@ def test_bad_input_through_the_console_script(tmp_path: Path) -> None:
 @given(st.text(max_size=16))
 def test_who_any_text_is_a_port_or_one_usage_line(text: str) -> None:
     # After "--" the text is the PORT argument even when it reads like an option ("--help").
-    result = runner.invoke(app, ["who", "--json", "--", text])
-    assert "Traceback" not in result.stdout + result.stderr
-    doc = json.loads(result.stdout)
-    assert doc["exit_code"] == result.exit_code
-    if result.exit_code == ExitStatus.USAGE:
-        assert result.stderr.count("\n") == 1 and terminal_unsafe(result.stderr[:-1]) == []
+    # `who` only reads: the ports hypothesis makes up are looked at, never acted on.
+    code, out, err = invoke("who", "--json", "--", text)
+    assert "Traceback" not in out + err
+    doc = json.loads(out)
+    assert doc["exit_code"] == code
+    if code == ExitStatus.USAGE:
+        assert err.count("\n") == 1 and terminal_unsafe(err[:-1]) == []
     else:  # a real port: someone holds it (0, 4) or nobody does (3)
-        assert result.exit_code in (0, 3, 4)
+        assert code in (0, 3, 4)
         assert text.strip(" \t").isascii() and text.strip(" \t").isdigit()
 
 
@@ -344,15 +344,14 @@ def broken_scan(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("broken_scan")
 def test_unexpected_error_in_a_command_is_one_line_and_exit_1() -> None:
-    result = runner.invoke(app, ["list"])
-    assert result.exit_code == ExitStatus.ERROR
-    assert result.stderr == (
+    code, out, err = invoke("list")
+    assert code == ExitStatus.ERROR
+    assert err == (
         "portinspect: unexpected error: boom second line \\x1b[31m "
         "(run with --debug for the traceback)\n"
     )
-    assert result.stdout == ""
-    result = runner.invoke(app, ["list", "--json"])
-    doc = json.loads(result.stdout)
+    assert out == ""
+    doc = json.loads(invoke("list", "--json").out)
     assert doc["exit_code"] == 1 and "boom" in doc["error"]["message"]
 
 
@@ -364,13 +363,11 @@ def test_debug_shows_the_traceback(how: str, monkeypatch: pytest.MonkeyPatch) ->
         args = ["--debug", "list"]
     else:
         monkeypatch.setenv("PORTINSPECT_DEBUG", "1")
-    result = runner.invoke(app, args)
-    assert result.exit_code == ExitStatus.ERROR
-    assert "Traceback (most recent call last)" in result.stderr
-    assert "RuntimeError: boom" in result.stderr
-    assert result.stderr.splitlines()[-1] == (
-        "portinspect: unexpected error: boom second line \\x1b[31m"
-    )
+    code, _, err = invoke(*args)
+    assert code == ExitStatus.ERROR
+    assert "Traceback (most recent call last)" in err
+    assert "RuntimeError: boom" in err
+    assert err.splitlines()[-1] == ("portinspect: unexpected error: boom second line \\x1b[31m")
 
 
 def test_unexpected_error_outside_a_command_body_is_one_line(
@@ -379,11 +376,11 @@ def test_unexpected_error_outside_a_command_body_is_one_line(
     # cli._output runs in the command function, before _run: typer's own path, not _run's.
     monkeypatch.delenv("PORTINSPECT_DEBUG", raising=False)
     monkeypatch.setattr(cli, "_output", _boom)
-    result = runner.invoke(app, ["who", "--json", "8000"])
-    assert result.exit_code == ExitStatus.ERROR
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "unexpected error: boom second line" in result.stderr
-    doc = json.loads(result.stdout)
+    code, out, err = invoke("who", "--json", "8000")  # fails before port 8000 is looked at
+    assert code == ExitStatus.ERROR
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "unexpected error: boom second line" in err
+    doc = json.loads(out)
     assert doc["command"] == "who" and doc["exit_code"] == 1
 
 

@@ -20,7 +20,7 @@ import pytest
 from portinspect import classifier, frameworks, render
 from portinspect.models import Family, ProcessInfo, Proto, Snapshot, Socket
 
-from .support import LOOPBACK4, forked_holders, listening, port_of
+from .support import LOOPBACK4, endpoint_of, forked_holders, listening, port_of, same_socket
 
 LINUX = sys.platform.startswith("linux")
 HEAVY = {"psutil", "tabulate", "rich", "pydantic"}
@@ -249,6 +249,7 @@ def test_siblings_under_a_wide_non_holding_parent_are_probed_not_walked(
     wide = _linux._WIDE + 8
     with listening(LOOPBACK4) as sock:
         port, inode, fd = port_of(sock), os.fstat(sock.fileno()).st_ino, sock.fileno()
+        where = endpoint_of(sock)
         ready_r, ready_w = os.pipe()
         stop_r, stop_w = os.pipe()
         launcher = os.fork()
@@ -297,7 +298,7 @@ def test_siblings_under_a_wide_non_holding_parent_are_probed_not_walked(
             os.close(stop_w)
             os.close(ready_r)
             os.waitpid(launcher, 0)
-    assert [(s.inode, set(s.pids)) for s in early] == [(inode, keepers)]
+    assert [(s.inode, set(s.pids)) for s in same_socket(early, where)] == [(inode, keepers)]
     assert [set(s.pids) for s in full if s.inode == inode] == [keepers]
     assert len(siblings) == wide - 2
     # The walk in pid order reads the few siblings forked before the first keeper; the rest

@@ -1,31 +1,41 @@
 """The `free_port` and `free_port_factory` fixtures, as a user's test suite sees them.
 
 pytester runs a small suite in a subprocess, so the plugin arrives the way users get it:
-through the `pytest11` entry point of the installed package, not through this repository.
+through the `pytest11` entry point of the installed package, not through this repository. It
+leases in the user's shared lease directory, beside this suite's own leases and any other
+suite's, as a user's suite would: only the leases its own process took are its business.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from portinspect import freeport
 
-from .test_free import quiet_block
+from .support import SHARED_LEASES
 
 pytest_plugins = ["pytester"]
+
+NEAR = 16000  # between the single ports this suite leases (from 15000) and its blocks (17000)
 
 USER_TESTS = """
 import os
 import socket
 from pathlib import Path
 
+from portinspect.freeport import LeaseStore
+
 LEASES = Path(os.environ["PORTINSPECT_LEASE_DIR"])
 
 
 def leased() -> set[int]:
-    return {int(p.name.split(".")[0]) for p in LEASES.glob("*.lease")}
+    \"\"\"The ports this pytest process holds a lease on.\"\"\"
+    store = LeaseStore(LEASES)
+    ports = {int(p.name.split(".")[0]) for p in LEASES.glob("*.lease")}
+    return {port for port in ports if (lease := store.read(port)) and lease.pid == os.getpid()}
 
 
 def test_free_port_is_a_leased_port(free_port):
@@ -36,6 +46,7 @@ def test_free_port_is_a_leased_port(free_port):
 def test_a_server_can_bind_its_port(free_port_factory):
     port = free_port_factory(near=%(near)d)
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         s.listen()
 
@@ -45,6 +56,7 @@ def test_the_port_is_still_leased_after_the_server_stops(free_port):
     from portinspect.freeport import release_leases
 
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", free_port))
         s.listen()
         other = find_free_ports(free_port)  # a search while the port is bound sweeps leases
@@ -59,8 +71,8 @@ def test_factory_gives_distinct_ports(free_port_factory):
 
 
 def test_factory_takes_find_free_ports_options(free_port_factory):
-    port = free_port_factory(near=%(near)d, port_range=(%(near)d, %(near)d + 20), udp=True)
-    assert %(near)d <= port <= %(near)d + 20
+    port = free_port_factory(near=%(near)d, port_range=(%(near)d, %(near)d + 200), udp=True)
+    assert %(near)d <= port <= %(near)d + 200
 
 
 def test_leases_of_earlier_tests_were_given_back():
@@ -69,27 +81,37 @@ def test_leases_of_earlier_tests_were_given_back():
 
 
 @pytest.fixture
-def lease_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "leases"
-    monkeypatch.setenv(freeport.LEASE_DIR_ENV, str(path))
-    return path
+def shared(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's lease directory, named explicitly so the subprocess uses the same one."""
+    monkeypatch.setenv(freeport.LEASE_DIR_ENV, str(SHARED_LEASES))
+    return SHARED_LEASES
 
 
-def test_fixtures_through_the_entry_point(pytester: pytest.Pytester, lease_dir: Path) -> None:
-    near = quiet_block(30)  # away from other processes' port blocks (benchmarks' loadgen)
-    pytester.makepyfile(test_user=USER_TESTS % {"near": near})
+def _leases_of(directory: Path, pid: int) -> list[int]:
+    store = freeport.LeaseStore(directory)
+    ports = [int(p.name.split(".")[0]) for p in directory.glob("*.lease")]
+    return [port for port in ports if (lease := store.read(port)) and lease.pid == pid]
+
+
+def test_fixtures_through_the_entry_point(pytester: pytest.Pytester, shared: Path) -> None:
+    pytester.makepyfile(test_user=USER_TESTS % {"near": NEAR})
+    pytester.makeconftest(
+        "import os, pathlib\n"
+        "pathlib.Path('pid').write_text(str(os.getpid()))\n"  # whose leases to look for
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist")
     result.assert_outcomes(passed=6)
-    assert not list(lease_dir.glob("*.lease"))
+    pid = int((pytester.path / "pid").read_text())
+    assert _leases_of(shared, pid) == []
 
 
-def test_factory_in_process(lease_dir: Path) -> None:
+def test_factory_in_process(shared: Path) -> None:
     """The factory object itself: ports handed out, then given back on release()."""
     from portinspect.pytest_plugin import FreePortFactory
 
     factory = FreePortFactory()
     ports = [factory(), factory()]
     assert ports[0] != ports[1]
-    assert {p.name for p in lease_dir.glob("*.lease")} == {f"{p}.lease" for p in ports}
+    assert set(ports) <= set(_leases_of(shared, os.getpid()))
     factory.release()
-    assert not list(lease_dir.glob("*.lease")) and factory.ports == []
+    assert not set(ports) & set(_leases_of(shared, os.getpid())) and factory.ports == []
