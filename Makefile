@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 # pytest workers: the suite is mostly waiting on real servers, so two cores take two workers well.
 JOBS   ?= 2
 
-.PHONY: run install install-test test lint typecheck pytest bench clean
+.PHONY: run install install-test test lint typecheck pytest test-repeat bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ pytest: install-test
 	$(BIN)/pytest -n $(JOBS) --durations=15
 
 test: lint typecheck pytest
+
+# The suite N times, counting failures per test: make test-repeat N=10 [JOBS=4]
+# [FRESH=1: each run `make test` in a fresh clone] [PRIVATE=1: clones under a 0700 directory]
+# [CONCURRENT=2: that many clones' suites at the same time]. See scripts/test_repeat.py.
+N ?= 10
+test-repeat: install-test
+	$(PY) scripts/test_repeat.py --runs $(N) --jobs $(JOBS) $(if $(FRESH),--fresh) \
+		$(if $(PRIVATE),--private) $(if $(CONCURRENT),--concurrent $(CONCURRENT))
 
 bench: install
 	$(PY) benchmarks/run.py
