@@ -32,11 +32,13 @@ from portinspect.freeport import find_free_ports
 
 from .holders import holding, still_running, wait_gone
 from .support import (
+    LOOPBACK4,
     SCRIPT,
     invoke,
     lease_block,
     lease_port,
     lease_ports,
+    listening,
     wait_until,
     with_default_sigint,
 )
@@ -286,9 +288,10 @@ def test_ctrl_c_in_the_explain_callback_gives_the_leases_back(lease_dir: Path) -
         calls.append(skip)
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        # From 500 up, every port below 1024 is skipped (privileged) before three are leased.
-        find_free_ports(500, 3, explain=explain)
+    base = lease_block(4)
+    with listening(LOOPBACK4, port=base), pytest.raises(KeyboardInterrupt):
+        # base is skipped (held by us) before base+1..base+3 are leased.
+        find_free_ports(base, 3, port_range=(base, base + 3), explain=explain)
     assert len(calls) == 1
     assert leftovers(lease_dir) == []
 
