@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -18,22 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from portinspect.pytest_plugin import FreePortFactory
-
 from .support import is_root, nobody
 
 needs_root = pytest.mark.skipif(not is_root(), reason="needs root to act as another user")
-
-# Tests elsewhere in the suite still search from 15000 (free's default start) in private
-# lease directories and then listen there, unseen by the shared leases (issue 11 moves them
-# onto the shared allocator). The tests of issue 16 lease their ports away from that crowd,
-# below every OS's ephemeral range.
-QUIET_NEAR = (30000, 32000)
-
-
-def leased_port(factory: FreePortFactory) -> int:
-    """A port from the plugin's factory (leased for the test), away from the 15000 crowd."""
-    return factory(near=random.randrange(*QUIET_NEAR))
 
 
 @functools.cache

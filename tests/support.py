@@ -21,6 +21,7 @@ and pid, never "whatever is on port P".
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -214,6 +215,30 @@ def listening(
         yield sock
     finally:
         sock.close()
+
+
+@contextlib.contextmanager
+def bound_without_reuse(host: str = LOOPBACK4) -> Iterator[socket.socket]:
+    """A TCP socket on a leased port, bound without SO_REUSEADDR and not listening: what a
+    process that never listens leaves, and what every bind probe then fails on.
+
+    Such a bind cannot share a port with an earlier test's TIME_WAIT (the allocator counts
+    that port free): then the next leased port is tried.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(20):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.bind((host, lease_port()))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                continue
+            raise
+        with sock:
+            yield sock
+        return
+    raise AssertionError("20 leased ports in a row had a TIME_WAIT on them")
 
 
 def port_of(sock: socket.socket) -> int:

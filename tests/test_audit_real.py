@@ -31,6 +31,7 @@ from .servers import BIN, DJANGO_FILES, FASTAPI_APP, FLASK_APP
 from .support import (
     SCRIPT,
     is_root,
+    lease_port,
     listening,
     port_of,
     run_as_nobody,
@@ -81,6 +82,11 @@ def once_per_session(
 def doc(run: dict[str, Any]) -> dict[str, Any]:
     parsed: dict[str, Any] = json.loads(run["stdout"])
     return parsed
+
+
+def mine(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The findings about the test's own socket: TCP on 127.0.0.1 (listening() makes it)."""
+    return [f for f in findings if (f["proto"], f["address"]) == ("tcp", "127.0.0.1")]
 
 
 def by_port(findings: list[dict[str, Any]], port: int, exposure: str = "network") -> dict[str, Any]:
@@ -456,7 +462,7 @@ def test_bad_fail_on_is_a_usage_error(as_json: bool) -> None:
 def test_who_gives_a_loopback_listener_its_verdict() -> None:
     with listening() as sock:  # bound by the test itself on 127.0.0.1 and held
         result = run_cli("who", str(port_of(sock)), "--json")
-    [verdict] = json.loads(result.stdout)["audit"]
+    [verdict] = mine(json.loads(result.stdout)["audit"])
     assert (verdict["level"], verdict["exposure"], verdict["pid"]) == (
         "info",
         "loopback",
@@ -480,9 +486,8 @@ def test_probes_refuse_every_address_but_loopback(monkeypatch: pytest.MonkeyPatc
 
 def test_probe_of_a_real_loopback_server(tmp_path: Path) -> None:
     from portinspect import audit_probe as probe
-    from portinspect import find_free_ports
 
-    [port] = find_free_ports()  # leased: no other worker gets it while the server starts
+    port = lease_port()  # leased for the test: no other worker gets it while the server runs
     server = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
         cwd=tmp_path,
@@ -547,7 +552,7 @@ def test_an_ordinary_user_sees_root_s_listener_as_hidden() -> None:
             report = api.run_audit(port, include_loopback=True)
             return [f.to_dict() for f in report.findings]
 
-        [found] = run_as_nobody(as_nobody)
+        [found] = mine(run_as_nobody(as_nobody))
     assert (found["level"], found["exposure"], found["pid"], found["user"]) == (
         "info",
         "loopback",

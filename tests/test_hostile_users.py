@@ -23,18 +23,25 @@ import pytest
 
 from portinspect import _linux, api, appsource, find_free_ports, freeport
 from portinspect.errors import NoFreePortError
-from portinspect.pytest_plugin import FreePortFactory
 
 from .hostile import (
     bound_by_nobody,
     fifo_app,
     fifo_has_reader,
-    leased_port,
     needs_root,
     open_directory,
     release_fifos,
 )
-from .support import SCRIPT, nobody, run_cli
+from .support import (
+    SCRIPT,
+    endpoint,
+    lease_block,
+    lease_port,
+    lease_scope,
+    nobody,
+    run_cli,
+    same_socket,
+)
 from .test_hostile_input import terminal_unsafe
 
 if not sys.platform.startswith("linux"):
@@ -46,25 +53,22 @@ HANG = 60.0
 
 
 @pytest.fixture
-def free_port(free_port_factory: FreePortFactory) -> int:
-    """The plugin's free_port, leased away from the ports other tests crowd (hostile.py)."""
-    return leased_port(free_port_factory)
+def free_port() -> int:
+    """A port leased for the test from the shared allocator, whatever lease directory it sets."""
+    return lease_port()
 
 
 @pytest.fixture(scope="module")
 def fifo_holder() -> Iterator[tuple[int, int, list[Path]]]:
     """(port, pid, FIFOs) of the nobody listener whose app module is a FIFO, for the module."""
-    ports = FreePortFactory()
-    try:
-        port = leased_port(ports)
-        with open_directory() as base, fifo_app(port, base) as (proc, fifos):
+    with lease_scope(), open_directory() as base:
+        port = lease_port()
+        with fifo_app(port, base) as (proc, fifos):
             yield port, proc.pid, fifos  # listening: it said "ready" after listen()
-    finally:
-        ports.release()
 
 
 def _the_listener(doc: dict[str, Any], port: int, pid: int) -> dict[str, Any]:
-    [listener] = [li for li in doc["listeners"] if li["port"] == port and li["proto"] == "tcp"]
+    [listener] = same_socket(doc["listeners"], endpoint(port))
     assert listener["pid"] == pid and listener["user"] == "nobody"
     return listener
 
@@ -195,16 +199,14 @@ needs_bound_table = pytest.mark.skipif(
 
 @needs_root
 @needs_bound_table
-def test_free_skips_a_port_another_user_bound_with_reuseaddr(
-    free_port: int, tmp_path: Path
-) -> None:
+def test_free_skips_a_port_another_user_bound_with_reuseaddr(tmp_path: Path) -> None:
     """nobody binds the port with SO_REUSEADDR and does not listen: the bind probe (which sets
     SO_REUSEADDR too, as servers do) passes, so only the socket table can say it is taken."""
     env = {**os.environ, freeport.LEASE_DIR_ENV: str(tmp_path / "leases")}
-    port = free_port
+    port = lease_block(2)  # and port + 1, where the search (in its own directory) goes next
     with bound_by_nobody(port):
         proc = subprocess.run(
-            [str(SCRIPT), "free", "--near", str(port), "--explain", "--json"],
+            [str(SCRIPT), "free", "--range", f"{port}-{port + 1}", "--explain", "--json"],
             capture_output=True,
             text=True,
             timeout=HANG,
@@ -244,8 +246,8 @@ sys.stdin.read()
 """
 
 
-def test_free_explain_cleans_the_holders_name(free_port: int, tmp_path: Path) -> None:
-    port = free_port
+def test_free_explain_cleans_the_holders_name(tmp_path: Path) -> None:
+    port = lease_block(2)  # and port + 1, where the search (in its own directory) goes next
     holder = subprocess.Popen(
         [sys.executable, "-c", NAMED_HOLDER, str(port)],
         stdin=subprocess.PIPE,
@@ -256,7 +258,7 @@ def test_free_explain_cleans_the_holders_name(free_port: int, tmp_path: Path) ->
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         env = {**os.environ, freeport.LEASE_DIR_ENV: str(tmp_path / "leases")}
         proc = subprocess.run(
-            [str(SCRIPT), "free", "--near", str(port), "--explain"],
+            [str(SCRIPT), "free", "--range", f"{port}-{port + 1}", "--explain"],
             capture_output=True,
             timeout=HANG,
             env=env,

@@ -11,7 +11,8 @@
   nobody's): a private fallback and a warning naming the squatter.
 - A full, read-only or unwritable lease directory: the documented one-line hint, exit 1.
 
-Ports come from the plugin's free_port fixture; each test uses its own lease directory.
+Ports come from the shared allocator (tests/support.py); each test uses its own lease directory,
+and every search it runs there is bounded to ports leased to it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,9 @@ from typer.testing import CliRunner
 from portinspect import find_free_ports, freeport, leases
 from portinspect.cli import app
 from portinspect.leases import Lease, LeaseDirWarning
-from portinspect.pytest_plugin import FreePortFactory
 
-from .hostile import as_nobody, leased_port, needs_root, open_directory, python_for_nobody
-from .support import SCRIPT, nobody, run_as_nobody, run_in_namespace
+from .hostile import as_nobody, needs_root, open_directory, python_for_nobody
+from .support import SCRIPT, lease_block, lease_port, nobody, run_as_nobody, run_in_namespace
 from .test_hostile_input import terminal_unsafe
 
 if sys.platform == "win32":
@@ -52,9 +52,9 @@ FAR = time.time() + 3600
 
 
 @pytest.fixture
-def free_port(free_port_factory: FreePortFactory) -> int:
-    """The plugin's free_port, leased away from the ports other tests crowd (hostile.py)."""
-    return leased_port(free_port_factory)
+def free_port() -> int:
+    """A port leased for the test from the shared allocator, whatever lease directory it sets."""
+    return lease_port()
 
 
 @pytest.fixture
@@ -351,7 +351,7 @@ print(swaps, flush=True)
 
 @needs_root
 @pytest.mark.parametrize("decoy", ["a symlink to a victim directory", "nobody's own directory"])
-def test_a_lease_dir_swapped_under_free_sends_nothing_elsewhere(decoy: str, free_port: int) -> None:
+def test_a_lease_dir_swapped_under_free_sends_nothing_elsewhere(decoy: str) -> None:
     """nobody owns the parent of root's lease directory and swaps it, as fast as it can, with a
     decoy, while root runs `free` 8 times. Whatever each run opened, it is the real directory
     or a refusal: the victim and the decoy are left exactly as they were."""
@@ -360,6 +360,7 @@ def test_a_lease_dir_swapped_under_free_sends_nothing_elsewhere(decoy: str, free
     if not hasattr(ctypes.CDLL(None), "renameat2"):
         pytest.skip("no renameat2 in this C library (glibc < 2.28)")
     uid, gid = nobody()
+    free_port = lease_block(8)  # each run below leases the next one, in its own directory
     with open_directory() as base:
         parent, victim = base / "parent", base / "victim"
         parent.mkdir(mode=0o755)
@@ -386,7 +387,7 @@ def test_a_lease_dir_swapped_under_free_sends_nothing_elsewhere(decoy: str, free
         results = []
         with as_nobody(argv) as swapper:
             for _ in range(8):
-                results.append(free_cli("--near", str(free_port), lease_dir=real))
+                results.append(free_cli("--range", f"{free_port}-{free_port + 7}", lease_dir=real))
             out, _ = swapper.communicate(timeout=HANG)  # EOF on its stdin stops it
             swaps = int(out.split()[-1])
         assert swaps > 0  # it was swapping before the first run and until after the last
@@ -437,8 +438,9 @@ def test_root_falls_back_when_nobody_took_its_directory(
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     monkeypatch.setattr(leases, "_home", lambda: str(home))
+    port = lease_port()  # the one port its search (in the fallback directory) may take
     with pytest.warns(LeaseDirWarning) as caught:
-        ports = find_free_ports()
+        ports = find_free_ports(port, port_range=(port, port))
     [message] = [str(w.message) for w in caught]
     assert message == (
         f"lease directory {squat} is taken (a directory of uid {uid}); "
@@ -459,11 +461,12 @@ def test_nobody_falls_back_when_root_took_its_directory(shared_tmp: Path) -> Non
     uid, _ = nobody()
     squat = shared_tmp / f"portinspect-{uid}"
     squat.mkdir(mode=0o700)  # root's, with nobody's name
+    port = lease_port()  # the one port its search (in the fallback directory) may take
 
     def search() -> dict[str, Any]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ports = find_free_ports()
+            ports = find_free_ports(port, port_range=(port, port))
         where = Path(str(leases.lease_directory()))
         return {
             "ports": ports,

@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +23,9 @@ import pytest
 
 from portinspect import freeport, killer, scanner
 from portinspect.errors import ExitStatus
-from portinspect.pytest_plugin import FreePortFactory
 
-from .hostile import leased_port
-from .support import LOOPBACK4, SCRIPT, listening
+from .holders import holding
+from .support import LOOPBACK4, SCRIPT, bound_without_reuse, lease_port, listening
 
 if sys.platform == "win32":
     pytest.skip("POSIX file descriptors", allow_module_level=True)
@@ -38,39 +35,9 @@ COMMANDS = ["list", "who", "free", "kill", "wait"]
 
 
 @pytest.fixture
-def free_port(free_port_factory: FreePortFactory) -> int:
-    """The plugin's free_port, leased away from the ports other tests crowd (hostile.py)."""
-    return leased_port(free_port_factory)
-
-
-# Ignores SIGTERM, so freeing its port takes the whole ladder: SIGTERM, wait, SIGKILL.
-STUBBORN = """
-import signal, socket, sys
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen()
-print("ready", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextmanager
-def stubborn(port: int) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", STUBBORN, str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+def free_port() -> int:
+    """A port leased for the test from the shared allocator, whatever lease directory it sets."""
+    return lease_port()
 
 
 def _closing(fd: int) -> Callable[[], None]:
@@ -144,9 +111,10 @@ def test_free(stream: str, free_port: int, tmp_path: Path) -> None:
 @pytest.mark.parametrize("stream", STREAMS)
 def test_kill_finishes_its_escalation(stream: str, free_port: int) -> None:
     """stderr closed: the progress lines have nowhere to go, SIGKILL still follows SIGTERM."""
-    with stubborn(free_port) as holder:
+    # It ignores SIGTERM, so freeing its port takes the whole ladder: SIGTERM, wait, SIGKILL.
+    with holding(port=free_port, ignore_term=True) as holder:
         code, out, err = run_with(stream, "kill", str(free_port), "--yes", "--timeout", "0.3")
-        assert holder.wait(timeout=30) == -signal.SIGKILL
+        assert holder.popen.wait(timeout=30) == -signal.SIGKILL
     _check(stream, code, out, err, lambda text: f"port {free_port} freed in " in text)
     assert "freed in ?" not in out
     assert free_port not in scanner.listening_ports()
@@ -164,13 +132,12 @@ def test_wait(stream: str) -> None:
 def test_a_failure_keeps_its_code_when_stdout_is_closed(command: str) -> None:
     """The command's own failure code wins over the lost output: the test holds a TCP socket
     bound and not listening, so nothing listens on its port and `free` cannot have it."""
-    with socket.socket() as bound:
-        bound.bind((LOOPBACK4, 0))
+    with bound_without_reuse() as bound:
         port = str(bound.getsockname()[1])
         args = {
             "list": ["list", "--port", port],
             "who": ["who", port],
-            "free": ["free", "--range", f"{port}-{port}", "--allow-ephemeral", "--no-lease"],
+            "free": ["free", "--range", f"{port}-{port}", "--no-lease"],
             "kill": ["kill", port, "--yes"],
             "wait": ["wait", port, "--proto", "tcp", "--timeout", "0"],
         }[command]
@@ -210,9 +177,9 @@ def test_a_kill_that_needed_sigkill_always_says_when_the_port_was_freed(
         return now
 
     monkeypatch.setattr(killer, "port_sockets", one_stale_poll)
-    with stubborn(free_port) as holder:
+    with holding(port=free_port, ignore_term=True) as holder:
         [outcome] = killer.kill_port(free_port, timeout=0.3)
-        assert holder.wait(timeout=30) == -signal.SIGKILL
+        assert holder.popen.wait(timeout=30) == -signal.SIGKILL
     assert replayed, "the simulated stale poll never happened"
     assert outcome.status.value == "freed"
     assert [s.signal for s in outcome.steps][-1] == "SIGKILL"
