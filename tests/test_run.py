@@ -34,7 +34,7 @@ from portinspect.leases import Lease, LeaseStore
 from portinspect.models import Proto
 
 from .runs import TAG, assert_not_ours, label, new_tag, project, server_command, tagged
-from .support import SCRIPT, has_ipv6, wait_until
+from .support import SCRIPT, endpoint, has_ipv6, same_socket, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: subreaper")
 
@@ -394,7 +394,7 @@ def test_no_test_command_holds_the_servers_until_ctrl_c(tag: str, tmp_path: Path
     try:
         wait_until(lambda: "Ctrl-C" in err_log.read_text(), 60, "the servers to be up")
         port = _started(err_log)
-        assert [li.port for li in scan(port)] == [port]
+        assert [li.port for li in same_socket(scan(port), endpoint(port))] == [port]
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:

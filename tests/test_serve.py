@@ -28,7 +28,7 @@ from portinspect import (
 )
 
 from .runs import TAG, assert_not_ours, new_tag, tagged
-from .support import wait_until
+from .support import endpoint, same_socket, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: subreaper")
 pytest_plugins = ["pytester"]
@@ -58,7 +58,9 @@ def test_serve_gives_a_ready_server_and_tears_it_down(tag: str) -> None:
     with serve(HTTP_SERVER, http="/", env=_env(tag)) as server:
         assert server.url == f"http://127.0.0.1:{server.port}"
         assert urllib.request.urlopen(server.url, timeout=10).status == 200
-        assert [li.pid for li in scan(server.port)] == [server.pid]
+        assert [li.pid for li in same_socket(scan(server.port), endpoint(server.port))] == [
+            server.pid
+        ]
         assert "GET / HTTP/1.1" in server.output()  # the readiness GET, then ours
     assert server.teardown is not None and server.teardown.clean
     assert server.report().stopped_after is not None
@@ -86,7 +88,7 @@ def test_serve_from_another_thread(tag: str) -> None:
     thread.start()
     thread.join()
     serving, server = found
-    assert scan(server.port)  # type: ignore[attr-defined]
+    assert same_socket(scan(server.port), endpoint(server.port))  # type: ignore[attr-defined]
     serving.__exit__(None, None, None)  # type: ignore[attr-defined]
     assert_gone(server.port, server.pid, tag)  # type: ignore[attr-defined]
 
