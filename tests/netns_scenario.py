@@ -81,6 +81,7 @@ def main() -> None:
     _network()
     scratch = Path(tempfile.mkdtemp(prefix="pi-audit-"))
     procs: list[subprocess.Popen[bytes]] = []
+    tunnels: list[tuple[str, str]] = []  # (program, log)
     result: dict[str, object] = {"veth": VETH_ADDRESS, "dir": str(scratch)}
     try:
         names = [s["name"] for s in scenario.get("servers", [])] + scenario.get("spare", [])
@@ -135,7 +136,17 @@ def main() -> None:
             else:
                 argv = [_fake_program(scratch, program)]
             argv += [_fill(a, ports, scratch) for a in tunnel["args"]]
-            procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True))
+            log = open(scratch / f"tunnel-{program}.log", "wb")  # noqa: SIM115
+            tunnels.append((program, log.name))
+            procs.append(
+                subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         runs = {}
         for name, args in scenario.get("commands", {}).items():
             done = subprocess.run(
@@ -148,6 +159,14 @@ def main() -> None:
             )
             runs[name] = {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
         result["runs"] = runs
+        # A stand-in that died before the commands ran would be missing from their findings:
+        # say so, with its output, rather than leave a test to guess.
+        tunnel_procs = procs[len(procs) - len(tunnels) :]
+        result["tunnels_exited"] = {
+            program: [proc.returncode, Path(log).read_text(errors="replace")[-2000:]]
+            for (program, log), proc in zip(tunnels, tunnel_procs, strict=True)
+            if proc.poll() is not None
+        }
     finally:
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):

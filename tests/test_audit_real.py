@@ -351,7 +351,7 @@ def test_tunnels_are_matched_to_the_listeners_they_expose(dev: dict[str, Any]) -
     ports = dev["ports"]
     findings = doc(dev["runs"]["probe"])["findings"]
     tunnels = {f["via"]["kind"]: f for f in findings if f["exposure"] == "tunnel"}
-    assert set(tunnels) == {"ngrok", "ssh", "localtunnel", "cloudflared"}
+    assert set(tunnels) == {"ngrok", "ssh", "localtunnel", "cloudflared"}, dev["tunnels_exited"]
 
     # The loopback-only Django server, shared through ngrok: public.
     django = tunnels["ngrok"]
