@@ -131,7 +131,14 @@ class Holder:
         return int(pid)
 
     def session(self) -> list[psutil.Process]:
-        """Every process of its session still running: all it started, orphans included."""
+        """Every process of its session still running: all it started, orphans included.
+
+        The kernel does not reuse a session's id while a member lives. Once none does, the
+        id may be given again, with the root's pid, to a new process that starts a session
+        of its own: then nothing of ours is left.
+        """
+        if psutil.pid_exists(self.root.pid) and not self.root.is_running():
+            return []  # the pid is another process's now (is_running checks the start time)
         return session_members(self.root.pid)
 
     def holds_port(self) -> bool:

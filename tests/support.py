@@ -91,7 +91,8 @@ class _Scope:
 
     def release(self) -> None:
         if self.ports:
-            freeport.LeaseStore(SHARED_LEASES).release_ports(self.ports, os.getpid())
+            with freeport.LeaseStore(SHARED_LEASES) as store:
+                store.release_ports(self.ports, os.getpid())
             self.ports.clear()
 
 

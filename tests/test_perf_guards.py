@@ -252,6 +252,7 @@ def test_siblings_under_a_wide_non_holding_parent_are_probed_not_walked(
         where = endpoint_of(sock)
         ready_r, ready_w = os.pipe()
         stop_r, stop_w = os.pipe()
+        settled_r, settled_w = os.pipe()
         launcher = os.fork()
         if launcher == 0:  # forks `wide` children, then drops its own copy of the socket
             try:
@@ -265,11 +266,17 @@ def test_siblings_under_a_wide_non_holding_parent_are_probed_not_walked(
                             if i not in (3, wide - 1):
                                 os.close(fd)
                             os.close(ready_w)
+                            os.write(settled_w, b".")  # its fd table is final now
                             os.read(stop_r, 1)
                         finally:
                             os._exit(0)
                     kids.append(kid)
                 os.close(fd)
+                # Ready once every kid has closed its copy (or kept it): under load a kid may
+                # run long after fork() returned, and would still hold the socket.
+                settled = 0
+                while settled < wide:
+                    settled += len(os.read(settled_r, wide))
                 os.write(ready_w, b" ".join(str(k).encode() for k in (kids[3], kids[-1])))
                 os.close(ready_w)
                 os.read(stop_r, 1)
@@ -279,6 +286,8 @@ def test_siblings_under_a_wide_non_holding_parent_are_probed_not_walked(
                 os._exit(0)
         os.close(ready_w)
         os.close(stop_r)
+        os.close(settled_r)
+        os.close(settled_w)
         try:
             keepers = {int(p) for p in os.read(ready_r, 100).split()}
             siblings = set(_linux._children(launcher)) - keepers

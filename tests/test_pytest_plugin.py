@@ -33,9 +33,9 @@ LEASES = Path(os.environ["PORTINSPECT_LEASE_DIR"])
 
 def leased() -> set[int]:
     \"\"\"The ports this pytest process holds a lease on.\"\"\"
-    store = LeaseStore(LEASES)
     ports = {int(p.name.split(".")[0]) for p in LEASES.glob("*.lease")}
-    return {port for port in ports if (lease := store.read(port)) and lease.pid == os.getpid()}
+    with LeaseStore(LEASES) as store:
+        return {port for port in ports if (lease := store.read(port)) and lease.pid == os.getpid()}
 
 
 def test_free_port_is_a_leased_port(free_port):
@@ -88,9 +88,9 @@ def shared(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _leases_of(directory: Path, pid: int) -> list[int]:
-    store = freeport.LeaseStore(directory)
     ports = [int(p.name.split(".")[0]) for p in directory.glob("*.lease")]
-    return [port for port in ports if (lease := store.read(port)) and lease.pid == pid]
+    with freeport.LeaseStore(directory) as store:
+        return [port for port in ports if (lease := store.read(port)) and lease.pid == pid]
 
 
 def test_fixtures_through_the_entry_point(pytester: pytest.Pytester, shared: Path) -> None:
