@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import json
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from portinspect import find_free_ports, freeport
+from portinspect.errors import NoFreePortError
 
 LOOPBACK4 = "127.0.0.1"
 LOOPBACK6 = "::1"
@@ -119,6 +122,15 @@ def release_session_leases() -> None:
     _SESSION.release()
 
 
+# Where the suite takes its ports unless a test says otherwise: below `free`'s default start
+# (15000), where portinspect hands nothing out unless asked, and from a random point of it.
+# Nearest-first from a fixed start would hand a port a test has just freed to the very next
+# caller, and a `kill` still watching that port takes a newcomer there for a respawn: seen,
+# with another version of portinspect running beside us (one that knows no keep_while_bound
+# and ends our leases at the first bind), kill SIGKILLed the pytest worker that got the port.
+BAND = (10000, 14999)
+
+
 def lease_ports(
     count: int = 1,
     *,
@@ -128,9 +140,13 @@ def lease_ports(
 ) -> list[int]:
     """`count` ports, free for TCP and UDP on every address, leased until the scope ends.
 
-    The options are find_free_ports' (allow_ephemeral, allow_unsafe...). Raises
-    NoFreePortError like it when the range has too few free ports.
+    Without near or port_range: from a random point of BAND, else anywhere. The options are
+    find_free_ports' (allow_ephemeral, allow_unsafe...). Raises NoFreePortError like it when
+    the range has too few free ports.
     """
+    if near is None and port_range is None:
+        with contextlib.suppress(NoFreePortError):  # the band is full: anywhere, then
+            return lease_ports(count, near=random.randint(*BAND), port_range=BAND, **options)
     with _environment(_ALLOCATOR_ENV):
         ports = find_free_ports(
             near,
@@ -172,19 +188,18 @@ def lease_port(**options: Any) -> int:
     return port
 
 
-def lease_block(size: int, *, start: int = 17000, stop: int = 32000) -> int:
-    """The first of `size` consecutive leased ports, the lowest such block from `start` up.
+def lease_block(size: int, *, band: tuple[int, int] = BAND, **options: Any) -> int:
+    """The first of `size` consecutive leased ports, from a random point of the band.
 
-    For tests that need neighbours (a search from base walks base, base+1...). Blocks start
-    above the single ports every test leases from 15000 up, so the two rarely meet.
+    For tests that need neighbours (a search from base walks base, base+1...).
     """
-    from portinspect.errors import NoFreePortError
-
-    for base in range(start, stop - size, size):
+    low, high = band
+    first = random.randint(low, high - size)
+    for base in itertools.chain(range(first, high - size, size), range(low, first, size)):
         with contextlib.suppress(NoFreePortError):
-            lease_ports(size, near=base, port_range=(base, base + size - 1))
+            lease_ports(size, near=base, port_range=(base, base + size - 1), **options)
             return base
-    raise AssertionError(f"no {size} consecutive free ports in {start}-{stop}")
+    raise AssertionError(f"no {size} consecutive free ports in {low}-{high}")
 
 
 def free_loopback_port() -> int:

@@ -19,7 +19,7 @@ from .support import SHARED_LEASES
 
 pytest_plugins = ["pytester"]
 
-NEAR = 16000  # between the single ports this suite leases (from 15000) and its blocks (17000)
+NEAR = 16000  # where the plugin hands ports out (from 15000), above this suite's own band
 
 USER_TESTS = """
 import os
