@@ -122,6 +122,16 @@ def release_session_leases() -> None:
     _SESSION.release()
 
 
+def give_back(ports: Iterable[int]) -> None:
+    """Give back leases taken with lease_ports() before their scope ends (for a test that
+    hands a region it found free to a process of its own to lease there)."""
+    wanted = set(ports)
+    for scope in _SCOPES:
+        scope.ports[:] = [port for port in scope.ports if port not in wanted]
+    with freeport.LeaseStore(SHARED_LEASES) as store:
+        store.release_ports(sorted(wanted), os.getpid())
+
+
 # Where the suite takes its ports unless a test says otherwise: below `free`'s default start
 # (15000), where portinspect hands nothing out unless asked, and from a random point of it.
 # Nearest-first from a fixed start would hand a port a test has just freed to the very next

@@ -59,7 +59,9 @@ CHURNER = textwrap.dedent(
     children, forked = [], 0
     while forked < minimum or not os.path.exists(stop):
         udp = forked % 4 == 1
-        life = rng.choice((0, 0, 0.001, 0.005, 0.02))
+        # Mostly gone within milliseconds; one in six stays 0.2 s, so that scans on a loaded
+        # machine still catch some with their owner.
+        life = rng.choice((0, 0, 0.001, 0.005, 0.02, 0.2))
         closes_first = forked % 3 == 0
         forked += 1
         pid = os.fork()
@@ -124,6 +126,23 @@ def _churned(records: Path) -> dict[tuple[int, float], tuple[int, str]]:
 Seen = list[tuple[int, float | None, int, str]]  # (pid, started, port, proto) as reported
 
 
+def _named(seen: Seen, churned: dict[tuple[int, float], tuple[int, str]]) -> int:
+    """How many reported rows name a churned child, by pid and start time. Each must show that
+    child's own socket and nothing else."""
+    by_pid: dict[int, list[tuple[float, tuple[int, str]]]] = {}
+    for (pid, started), socket_ in churned.items():
+        by_pid.setdefault(pid, []).append((started, socket_))
+    named = 0
+    for pid, started, port, proto in seen:
+        if pid is None or started is None:
+            continue
+        match = [sock for when, sock in by_pid.get(pid, ()) if abs(when - started) < 0.005]
+        if match:  # a churned child, by pid and start time: its own socket and nothing else
+            assert match[0] == (port, proto), (pid, started, port, proto)
+            named += 1
+    return named
+
+
 def _check_stable(listeners: list[dict[str, Any]], witness: Any) -> None:
     [row] = same_socket(listeners, witness)
     assert row["pid"] == os.getpid()
@@ -134,11 +153,13 @@ def test_list_keeps_working_while_listeners_come_and_go(tmp_path: Path) -> None:
     records, stop = tmp_path / "records", tmp_path / "stop"
     seen: Seen = []
     scans = cli_runs = 0
+    churn_ports = lease_ports(CHURN_PORTS)
+    mine: Seen = []  # rows on the churn ports: only churned children bind there
     with listening(LOOPBACK4) as witness:
         stable = endpoint_of(witness)  # held by this process the whole time: always reported
         churner = subprocess.Popen(
             [sys.executable, "-c", CHURNER, str(CHURN_LISTENERS), str(records), str(stop)]
-            + [str(port) for port in lease_ports(CHURN_PORTS)],
+            + [str(port) for port in churn_ports],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -146,8 +167,16 @@ def test_list_keeps_working_while_listeners_come_and_go(tmp_path: Path) -> None:
         out_path, err_path = tmp_path / "out", tmp_path / "err"
         deadline = time.monotonic() + 120
         try:
-            # Scans go on until the churn is done: every listener forked came and went under one.
-            while scans < MIN_SCANS or cli_runs < MIN_CLI_RUNS or _lines(records) < CHURN_LISTENERS:
+            # Scans go on until the churn is done (every listener forked came and went under
+            # one) and at least one churned listener was caught with its owner: on a loaded
+            # machine a child may well exit before a scan reads its process, so that can take
+            # many scans.
+            while (
+                scans < MIN_SCANS
+                or cli_runs < MIN_CLI_RUNS
+                or _lines(records) < CHURN_LISTENERS
+                or not _named(mine, _churned(records))
+            ):
                 assert time.monotonic() < deadline, (scans, cli_runs)
                 assert churner.poll() is None, "the churner stopped before the scans were done"
                 if cli is None:
@@ -159,6 +188,7 @@ def test_list_keeps_working_while_listeners_come_and_go(tmp_path: Path) -> None:
                 rows = [li.to_dict() for li in api.scan()]
                 _check_stable(rows, stable)
                 seen += [(r["pid"], r["started"], r["port"], r["proto"]) for r in rows]
+                mine += [row for row in seen[-len(rows) :] if row[2] in churn_ports]
                 scans += 1
                 if cli.poll() is not None:
                     assert cli.returncode == 0, err_path.read_text()
@@ -166,6 +196,7 @@ def test_list_keeps_working_while_listeners_come_and_go(tmp_path: Path) -> None:
                     rows = json.loads(out_path.read_text())["listeners"]
                     _check_stable(rows, stable)
                     seen += [(r["pid"], r["started"], r["port"], r["proto"]) for r in rows]
+                    mine += [row for row in seen[-len(rows) :] if row[2] in churn_ports]
                     cli_runs += 1
                     cli = None
             stop.touch()
@@ -179,15 +210,9 @@ def test_list_keeps_working_while_listeners_come_and_go(tmp_path: Path) -> None:
     assert forked >= CHURN_LISTENERS
     churned = _churned(records)
     assert len(churned) >= CHURN_LISTENERS  # every child bound and recorded its socket
-    reported = 0
-    for pid, started, port, proto in seen:
-        if pid is None or started is None:
-            continue
-        match = [key for key in churned if key[0] == pid and abs(key[1] - started) < 0.005]
-        if match:  # a churned child, by pid and start time: its own socket and nothing else
-            assert churned[match[0]] == (port, proto), (pid, started, port, proto)
-            reported += 1
-    assert reported > 0, "no churned listener was ever seen: the test did not test anything"
+    # Whatever any scan said about a churned child was true (checked in _named); and one was
+    # caught at least (the loop above ran until then): the test did test something.
+    assert _named(seen, churned) > 0
 
 
 # -- deterministic: one /proc read fails for one holder ---------------------------------------
