@@ -46,10 +46,23 @@ def _as_psutil_reads_it(info: ProcessInfo | None) -> ProcessInfo | None:
     return dataclasses.replace(info, cmdline=argv)
 
 
+def _as_we_cut_it(info: ProcessInfo | None) -> ProcessInfo | None:
+    """Our reader keeps the first ARGV_LIMIT bytes of a command line (a documented cut, see
+    _linux.ARGV_LIMIT); psutil keeps it all. A process with a longer one (a test's 300 KB
+    listener, maybe another suite's) is compared as we would cut it."""
+    if info is None:
+        return None
+    raw = b"".join(os.fsencode(arg) + b"\0" for arg in info.cmdline)
+    if len(raw) < _linux.ARGV_LIMIT:
+        return info
+    argv = _linux._argv(raw[: _linux.ARGV_LIMIT], cut=True)
+    return dataclasses.replace(info, cmdline=argv)
+
+
 def _same(pid: int) -> tuple[ProcessInfo | None, ProcessInfo | None]:
     ours = _linux.ProcessReader(scanner.ENV_MARKERS).read(pid)
     theirs = _psutil_view(pid)
-    return _as_psutil_reads_it(ours), theirs
+    return _as_psutil_reads_it(ours), _as_we_cut_it(theirs)
 
 
 def _assert_same(pid: int) -> ProcessInfo:
