@@ -378,13 +378,39 @@ def with_default_sigint(argv: list[str]) -> list[str]:
 # -- another user ------------------------------------------------------------------------------
 
 
+@functools.cache
+def _preloaded() -> None:
+    """Every module of portinspect and of the libraries its commands load lazily (typer's
+    parameter machinery, click's, tabulate, psutil), imported in this process.
+
+    A child that dropped to `nobody` may not read the venv (a checkout under a private home
+    or `mktemp -d`): what it imports lazily then fails, or not, depending on which tests this
+    worker happened to run before. `__main__` modules (they run a CLI) and test packages are
+    left out.
+    """
+    import importlib
+    import pkgutil
+
+    for top in ("portinspect", "typer", "click", "tabulate", "psutil"):
+        with contextlib.suppress(ImportError):
+            package = importlib.import_module(top)
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), f"{top}."):
+            if info.name.endswith("__main__") or ".tests" in info.name:
+                continue
+            with contextlib.suppress(Exception):  # a module for another OS
+                importlib.import_module(info.name)
+
+
 def run_as_nobody(fn: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Run fn() in a forked child that has dropped to the `nobody` user; return its result.
 
     Everything fn needs must already be imported: after setuid the child may not be
     allowed into the directory the interpreter and the venv live in (a checkout under a
-    private home or `mktemp -d`). The fork needs no exec, so it works wherever the checkout is.
+    private home or `mktemp -d`). portinspect, typer, click, tabulate and psutil are imported
+    whole first; fn's other needs are the test's to import. The fork needs no exec, so it
+    works wherever the checkout is.
     """
+    _preloaded()
     uid, gid = nobody()
     read_end, write_end = os.pipe()
     pid = os.fork()
