@@ -412,6 +412,7 @@ class _Output:
         self._fd = fd
         self._log = log
         self._on_line = on_line
+        self._taken = 0  # chunks read and handled: the pump's progress, for caught_up()
         self.thread = threading.Thread(target=self._pump, name=f"portinspect-{name}", daemon=True)
         self.thread.start()
 
@@ -426,6 +427,7 @@ class _Output:
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
                     self._line(line)
+                self._taken += 1
             if pending:
                 self._line(pending)
         finally:
@@ -446,6 +448,39 @@ class _Output:
 
     def text(self) -> str:
         return "\n".join(self.tail)
+
+    def caught_up(self, within: float = 1.0) -> None:
+        """Wait, at most `within`, until the pump has taken in what is in the pipe.
+
+        A server that fails at once (its error on stderr, then exit) is seen exiting through
+        its keeper, on a loaded machine before this thread has read its last words: the
+        reason would then come without them. The pipe cannot be waited on for EOF (the keeper
+        holds it open); it is done when nothing is unread and the pump stopped moving.
+        """
+        deadline = time.monotonic() + within
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            taken = self._taken
+            if _unread(self._fd):
+                time.sleep(0.005)
+                continue
+            time.sleep(0.01)  # the pump may be between its read and its lines
+            if self._taken == taken and not _unread(self._fd):
+                return
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe (FIONREAD), 0 where that cannot be asked."""
+    try:
+        import fcntl
+        import termios
+    except ImportError:  # Windows
+        return 0
+    buf = bytearray(4)
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf)
+    except OSError:
+        return 0
+    return int.from_bytes(buf, sys.byteorder)
 
 
 class _Server:
@@ -747,6 +782,8 @@ class _Fleet:
             time.sleep(pause)
 
     def _exited(self, server: _Server, reason: str) -> ServerExitedError:
+        if server.output is not None:
+            server.output.caught_up()
         output = server.output.text() if server.output is not None else ""
         return ServerExitedError(
             f"{reason} (port {server.port})",

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,30 @@ def test_serve_raises_when_the_server_exits_first(tag: str) -> None:
     assert info.value.name == "api" and info.value.status == 2
     assert info.value.output == "no module named app"
     assert str(info.value).startswith("server 'api' exited with status 2 before it was ready")
+    assert_gone(info.value.port or 0, None, tag)
+
+
+def test_the_last_words_of_a_server_that_exits_at_once_are_kept(
+    tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Injected: the thread draining the server's output is slow to read (as on a loaded
+    machine, where the exit was seen through the keeper first): the error still carries
+    what the server said."""
+    from portinspect import runner
+
+    real = os.read
+
+    def slow_pipe(fd: int, size: int) -> bytes:
+        if threading.current_thread().name.startswith("portinspect-"):
+            time.sleep(0.3)
+        return real(fd, size)
+
+    monkeypatch.setattr(runner.os, "read", slow_pipe)
+    crash = [PY, "-c", "import sys; print('no module named app'); sys.exit(2)"]
+    with pytest.raises(ServerExitedError) as info:
+        serve(crash, name="api", env=_env(tag)).__enter__()
+    monkeypatch.undo()
+    assert info.value.output == "no module named app"
     assert_gone(info.value.port or 0, None, tag)
 
 
