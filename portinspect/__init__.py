@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "scan": "api",
     "find_free_ports": "freeport",
-    "kill_port": "killer",
+    "kill_port": "kill",
     "WaitResult": "models",
     "wait_for": "waiter",
     "ExitStatus": "errors",
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
         WaitTimeoutError,
     )
     from portinspect.freeport import find_free_ports
-    from portinspect.killer import kill_port
+    from portinspect.kill import kill_port
     from portinspect.models import (
         Family,
         Holder,

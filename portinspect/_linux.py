@@ -457,6 +457,9 @@ class _Walk:
         self.scanned: set[int] = set()
         self.holding: set[int] = set()  # pids holding any wanted socket
         self.fd_names: set[str] = set()  # the fd numbers they hold them at
+        # Processes whose fd directory was empty: a thread group whose leader has exited
+        # shows its fds only under its live threads (/proc/PID/task/TID/fd).
+        self.empty: list[int] = []
 
     def scan(self, pid: int) -> bool:
         """Record which wanted sockets pid holds; True if it holds any."""
@@ -469,6 +472,8 @@ class _Walk:
             return False
         try:
             names = os.listdir(dir_fd)  # noqa: PTH208 (pathlib cannot list a dir fd)
+            if not names:
+                self.empty.append(pid)
             try:
                 # One comprehension over the fds: the loop is 13 % of the walk in CPython.
                 targets = [os.readlink(name, dir_fd=dir_fd) for name in names]
@@ -488,6 +493,34 @@ class _Walk:
         pairs = zip(names, targets, strict=True)
         self.fd_names.update(name for name, target in pairs if target in links)
         return True
+
+    def scan_threads(self, pid: int) -> bool:
+        """The fds of a process whose leader thread exited while others still run (a
+        zombie leader: mkdocs serve, gradio), read through one of its live threads."""
+        try:
+            tids = [t for t in os.listdir(f"/proc/{pid}/task") if t != str(pid)]  # noqa: PTH208
+        except _GONE_OR_HIDDEN:
+            return False
+        for tid in tids:
+            try:
+                dir_fd = os.open(f"/proc/{pid}/task/{tid}/fd", _DIR_FLAGS)
+            except _GONE_OR_HIDDEN:
+                continue
+            try:
+                names, targets = _readlinks(os.listdir(dir_fd), dir_fd)  # noqa: PTH208
+            except _GONE_OR_HIDDEN:
+                continue
+            finally:
+                os.close(dir_fd)
+            found = [self.links[t] for t in targets if t in self.links]
+            for inode in found:
+                self.holders.setdefault(inode, set()).add(pid)
+            if found:
+                self.holding.add(pid)
+                return True
+            if names:
+                return False  # the threads share one fd table: one live thread tells all
+        return False
 
     def probe(self, pid: int) -> bool:
         """Whether pid holds a wanted socket at an fd number a known holder uses for one.
@@ -585,6 +618,9 @@ def _find_holders(inodes: set[int], *, early_exit: bool) -> dict[int, set[int]]:
         raise errors[0]
     if stopped and len(walk.scanned) < len(pids):  # at the last pid the walk is already full
         _scan_relatives(walk)
+    if not walk.complete():
+        for pid in walk.empty:
+            walk.scan_threads(pid)
     return walk.holders
 
 
@@ -742,8 +778,9 @@ def boot_time() -> float:
 class ProcessReader:
     """Reads ProcessInfo for pids as psutil would, caching user names and the boot time."""
 
-    def __init__(self, env_keys: Iterable[str] = ()) -> None:
+    def __init__(self, env_keys: Iterable[str] = (), *, cgroups: bool = False) -> None:
         self.env_keys = tuple(env_keys)
+        self.cgroups = cgroups
         self._env_needles = tuple(k.encode() + b"=" for k in self.env_keys)
         self.boot = boot_time()
         self.users: dict[int, str] = {}
@@ -809,7 +846,23 @@ class ProcessReader:
             cwd=_cwd(pid),
             create_time=float(fields[19]) / _CLOCK_TICKS + self.boot,
             env=env,
+            cgroup=_cgroup(pid) if self.cgroups else None,
         )
+
+
+def _cgroup(pid: int) -> str | None:
+    """The process's cgroup path: the unified (v2) one, else the name=systemd v1 hierarchy's,
+    which is where systemd puts units on a hybrid setup."""
+    try:
+        text = _read_small(f"/proc/{pid}/cgroup").decode(_FS_ENCODING, _FS_ERRORS)
+    except OSError:
+        return None
+    paths = dict(line.split(":", 2)[1:] for line in text.splitlines() if line.count(":") >= 2)
+    for key in ("", "name=systemd"):
+        path = paths.get(key)
+        if path and path != "/":
+            return path
+    return None
 
 
 def lineage(pid: int) -> set[int]:
@@ -834,7 +887,9 @@ def lineage(pid: int) -> set[int]:
     return found
 
 
-def process_tree(root: int, env_keys: Iterable[str] = ()) -> dict[int, ProcessInfo]:
+def process_tree(
+    root: int, env_keys: Iterable[str] = (), *, cgroups: bool = False
+) -> dict[int, ProcessInfo]:
     """root and all its descendants, as psutil's children(recursive=True) finds them.
 
     Through /proc/<pid>/task/<tid>/children, so it costs the size of the tree; psutil reads the
@@ -842,7 +897,7 @@ def process_tree(root: int, env_keys: Iterable[str] = ()) -> dict[int, ProcessIn
     """
     if not _can_list_children():
         raise OSError(errno.ENOSYS, "no /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN)")
-    reader = ProcessReader(env_keys)
+    reader = ProcessReader(env_keys, cgroups=cgroups)
     tree: dict[int, ProcessInfo] = {}
     todo = [root]
     while todo:

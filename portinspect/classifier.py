@@ -9,11 +9,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import sys
-from collections.abc import Mapping
 
+from portinspect.apptree import AppModel, SourceReader, roles_of
 from portinspect.data import read_text
-from portinspect.frameworks import AppIdentity, SourceReader, identify_app
-from portinspect.models import Holder, Listener, PortRange, ProcessInfo, Proto, Snapshot, Socket
+from portinspect.models import Holder, Listener, PortRange, Proto, Snapshot, Socket
 
 # IANA's suggested dynamic range (RFC 6335), also Windows' default since Vista and
 # macOS's default. Used when the OS will not tell us its own.
@@ -121,44 +120,22 @@ def is_exposed(address: str) -> bool:
     return not ip.is_loopback
 
 
-def _holder_order(pids: tuple[int, ...], processes: Mapping[int, ProcessInfo]) -> list[int]:
-    """Holders top of the tree first: the master before its workers, then by pid."""
-    held = set(pids)
-
-    def depth(pid: int) -> int:
-        n, seen = 0, {pid}
-        parent = processes[pid].ppid if pid in processes else None
-        while parent is not None and parent in processes and parent not in seen:
-            n += parent in held
-            seen.add(parent)
-            parent = processes[parent].ppid
-        return n
-
-    return sorted(pids, key=lambda p: (depth(p), p))
-
-
 def classify_socket(
     sock: Socket,
-    snapshot: Snapshot,
-    read_source: SourceReader | None = None,
+    model: AppModel,
     ephemeral_bounds: tuple[int, int] | None = None,
-    apps: dict[tuple[int, ...], AppIdentity] | None = None,
 ) -> Listener:
-    """apps: identify_app's answers by holders, shared by the sockets of one classify()."""
-    processes = snapshot.processes
-    order = tuple(_holder_order(sock.pids, processes))
-    app = None
-    if order:
-        app = apps.get(order) if apps is not None else None
-        if app is None:
-            app = identify_app(order, processes, snapshot.self_lineage, read_source)
-            if apps is not None:
-                apps[order] = app
-    roles = app.roles if app else {}
+    """One socket with its holders (the main app's top first), range, service and exposure."""
+    processes = model.processes
+    apps = model.apps([sock])
+    main = apps[0] if apps else None
+    roles = roles_of(apps)
+    order = [m.process.pid for app in apps for m in app.members if m.holds]
+    order += sorted(p for p in sock.pids if p in processes and p not in order)
     holders = tuple(Holder(processes[pid], roles.get(pid)) for pid in order)
     user = holders[0].process.user if holders else None
     if user is None and sock.uid is not None:
-        user = snapshot.user_names.get(sock.uid)
+        user = model.snapshot.user_names.get(sock.uid)
     return Listener(
         proto=sock.proto,
         family=sock.family,
@@ -172,14 +149,19 @@ def classify_socket(
         uid=sock.uid,
         user=user,
         inode=sock.inode,
-        framework=app.framework if app else None,
-        server=app.server if app else None,
-        app_pid=app.app_pid if app else None,
+        framework=main.framework if main else None,
+        server=main.server if main else None,
+        app_pid=main.top if main else None,
         roles=roles,
     )
 
 
-def classify(snapshot: Snapshot, read_source: SourceReader | None = None) -> list[Listener]:
+def classify(
+    snapshot: Snapshot,
+    read_source: SourceReader | None = None,
+    *,
+    model: AppModel | None = None,
+) -> list[Listener]:
     """Every socket of the snapshot as a Listener, in the snapshot's order.
 
     The app behind a socket is worked out once per set of holders and each app module is read
@@ -187,6 +169,7 @@ def classify(snapshot: Snapshot, read_source: SourceReader | None = None) -> lis
     listeners, benchmarks/RESULTS.md).
     """
     bounds = ephemeral_range()
-    reader = functools.cache(read_source) if read_source is not None else None
-    apps: dict[tuple[int, ...], AppIdentity] = {}
-    return [classify_socket(s, snapshot, reader, bounds, apps) for s in snapshot.sockets]
+    if model is None:
+        reader = functools.cache(read_source) if read_source is not None else None
+        model = AppModel(snapshot, reader)
+    return [classify_socket(s, model, bounds) for s in snapshot.sockets]

@@ -338,22 +338,29 @@ def who_command(
 
     def body() -> Outcome:
         number = parse_port(port)
-        listeners = api.scan(number)
+        view = api.port_view(number)
+        listeners = view.listeners
         if not listeners:
             raise NotListeningError(f"nothing is listening on port {number}", port=number)
-        trees = api.app_trees(listeners)
+        udp_only = all(li.proto.value == "udp" for li in listeners)
         payload = {
             "port": number,
             "listeners": [li.to_dict() for li in listeners],
-            "apps": render.apps_json(listeners, trees),
-            "stop": f"portinspect kill {number}",
+            "apps": [render.app_json(app) for app in view.apps],
+            "stop": f"portinspect kill {'--udp ' if udp_only else ''}{number}",
         }
-        outcome = Outcome(ExitStatus.OK, payload, human=render.who_report(number, listeners, trees))
+        outcome = Outcome(ExitStatus.OK, payload, human=render.who_report(view))
         if all(li.owner_hidden for li in listeners):
-            user = listeners[0].user or "another user"
-            hidden = PermissionDeniedError(
-                f"port {number} belongs to {user}; run with sudo to see its process", port=number
-            )
+            user = render.clean(listeners[0].user) or "another user"
+            if render.is_root():
+                # Root sees every process of its pid namespace: the owner lives elsewhere.
+                message = (
+                    f"port {number} belongs to {user} in another pid namespace or the kernel; "
+                    "its process is not visible from here"
+                )
+            else:
+                message = f"port {number} belongs to {user}; run with sudo to see its process"
+            hidden = PermissionDeniedError(message, port=number)
             outcome.status, outcome.error = hidden.exit_status, str(hidden)
         return outcome
 
@@ -613,21 +620,36 @@ def kill_command(
     udp: Annotated[
         bool, typer.Option("--udp", help="Bound UDP sockets on the port count too.")
     ] = False,
+    all_ports: Annotated[
+        bool,
+        typer.Option(
+            "--all-ports",
+            help="Also free other ports the same processes serve (gunicorn -b A -b B).",
+        ),
+    ] = False,
+    watch: Annotated[
+        str,
+        typer.Option(
+            "--watch", metavar="SECONDS", help="Watch a freed port this long for a respawn."
+        ),
+    ] = "2",  # kill.WATCH_SECONDS (tests check they agree)
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
-    """Free PORT: stop the app's top process, then its tree, escalating; verify nothing listens."""
-    from portinspect import killer
+    """Free PORT: stop the app serving it (its top first), escalating; verify nothing listens."""
+    from portinspect import _psutil, kill
     from portinspect.errors import UsageError
+    from portinspect.inputs import parse_signal
     from portinspect.models import KillPlan
 
     def body() -> Outcome:
         requests = _kill_requests(ports)
         if force and signal_name is not None:
             raise UsageError("--force sends SIGKILL; it cannot be combined with --signal")
-        signum = killer.parse_signal("TERM" if signal_name is None else signal_name)
+        signum = parse_signal("TERM" if signal_name is None else signal_name)
         seconds = parse_seconds(timeout, "--timeout")
-        how = killer.describe_ladder(seconds, signum, force=force, windows=killer.WINDOWS)
+        watching = parse_seconds(watch, "--watch")
+        how = render.describe_ladder(seconds, signum, force=force, windows=not _psutil.CAN_SIGNAL)
 
         def ask(plan: KillPlan) -> bool:
             sys.stderr.write(render.kill_plan(plan, how) + "\n")
@@ -636,9 +658,9 @@ def kill_command(
             except typer.Abort:
                 raise KeyboardInterrupt from None
 
-        interrupted: killer.KillInterrupted | None = None
+        interrupted: kill.KillInterrupted | None = None
         try:
-            outcomes = killer.kill_port(
+            outcomes = kill.kill_port(
                 {port for low, high in requests for port in range(low, high + 1)},
                 timeout=seconds,
                 signal=signum,
@@ -647,23 +669,22 @@ def kill_command(
                 confirm=None if yes or dry_run or not _interactive() else ask,
                 on_step=None if quiet else lambda port, step: _say(render.kill_step(port, step)),
                 udp=udp,
+                all_ports=all_ports,
+                watch=watching,
             )
-        except killer.KillInterrupted as exc:  # Ctrl-C: say what was sent, then stop
+        except kill.KillInterrupted as exc:  # Ctrl-C: say what was sent, then stop
             interrupted, outcomes = exc, list(exc.outcomes)
-        result = killer.report(outcomes, requests)
+        result = kill.report(outcomes, requests)
         lines = [
             render.kill_plan(o.plan, how) if dry_run else render.kill_outcome(o)
             for o in result.outcomes
         ]
-        payload = {"ports": [o.to_dict() for o in result.outcomes], "dry_run": dry_run}
+        payload = {"ports": [render.kill_json(o) for o in result.outcomes], "dry_run": dry_run}
         if interrupted is not None:
-            return Outcome(
-                ExitStatus.INTERRUPTED,
-                payload,
-                human="\n".join(lines),
-                error=killer.interrupted_message(interrupted),
-            )
-        return Outcome(result.status, payload, human="\n".join(lines), error=result.error)
+            stopped = render.interrupted_message(interrupted.outcomes, interrupted.pending)
+            return Outcome(ExitStatus.INTERRUPTED, payload, human="\n".join(lines), error=stopped)
+        error = render.kill_error(result.status, result.failed, result.empty)
+        return Outcome(result.status, payload, human="\n".join(lines), error=error)
 
     return _run("kill", _output(as_json, quiet), body)
 

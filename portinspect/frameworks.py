@@ -18,33 +18,15 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import TypedDict
 
-from portinspect.models import ProcessInfo
+from portinspect.models import Manager, ProcessInfo, Role
 
 # Reads a text file (bounded in size) and returns its content, or None if it cannot.
 SourceReader = Callable[[str], "str | None"]
-
-# Roles a process can have in an app tree (AppIdentity.roles, member_role()).
-# The process actually serving: a single-process server, a reloader's child.
-SERVER = "server"
-# Django/werkzeug autoreloader parent: re-runs its own cmdline as the server.
-RELOADER = "reloader"
-# uvicorn --reload/--workers, fastapi dev: holds the socket and spawns the server(s).
-SUPERVISOR = "supervisor"
-# gunicorn/uwsgi/nginx arbiter: holds the socket and respawns workers.
-MASTER = "master"
-# A worker of a master or of a uvicorn --workers supervisor.
-WORKER = "worker"
-# npm/npx/yarn/pnpm, their `sh -c`, uv/poetry run: starts the app, serves nothing.
-WRAPPER = "wrapper"
-# A Jupyter kernel (its own process group, env JPY_PARENT_PID).
-KERNEL = "kernel"
-# multiprocessing's helper process next to uvicorn's spawn children.
-RESOURCE_TRACKER = "resource_tracker"
 
 # What one command line is, as far as its argv tells.
 KIND_SERVER = "server"  # a program or module we know serves HTTP (uvicorn, manage.py runserver...)
@@ -55,23 +37,6 @@ KIND_SHELL_C = "shell_c"  # `sh -c CMD`: a wrapper when a launcher started it
 KIND_BOUNDARY = "boundary"  # interactive shells, terminals, init, sshd...: never part of an app
 KIND_KERNEL = "kernel"
 KIND_OTHER = "other"
-
-
-@dataclass(frozen=True, slots=True)
-class AppIdentity:
-    """What the holders of one socket are, and which process is the app's top.
-
-    framework is None when neither the command lines nor the app's source name one
-    (a plain `python -m http.server` has no framework). server is None for a program
-    we do not recognise. app_pid is None only when no holder is known at all.
-    """
-
-    framework: str | None = None
-    server: str | None = None
-    app_pid: int | None = None
-    # pid -> role ("server", "master", "worker", "reloader", "supervisor", "wrapper", "kernel")
-    # for every holder and every ancestor the app-root walk took in.
-    roles: Mapping[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +58,7 @@ class Signature:
     framework: str | None = None
     server: str | None = None
     kind: str = KIND_OTHER
-    role: str | None = None  # a role the process names itself (setproctitle), or kernel/tracker
+    role: Role | None = None  # a role the process names itself (setproctitle), or kernel/tracker
     reloads: bool = False  # --reload, --debug, no --noreload: a parent restarts a child
     workers: int = 1  # --workers N
     app: str | None = None  # "main:app", "pkg.wsgi", "app.py": where the app's source is
@@ -390,6 +355,7 @@ _LAUNCHERS: dict[str, frozenset[str] | None] = {
     "bun": frozenset({"run", "x"}),
     "corepack": None,
     "nodemon": None,
+    "watchfiles": None,
     "cross-env": None,
     "uv": frozenset({"run", "tool"}),
     "uvx": None,
@@ -456,8 +422,8 @@ _MP_TRACKER = "multiprocessing.resource_tracker"
 _KERNEL_MODULES = frozenset({"ipykernel_launcher", "ipykernel", "ipykernel.kernelapp"})
 # Servers whose processes share one cmdline across master and workers; a same-server
 # parent is the master. Plain "node" is not here: any node program may start another.
-_PREFORK = frozenset({"gunicorn", "uwsgi", "nginx", "httpd"})
-_GENERIC_SERVERS = frozenset({"node", "bun", "deno"})
+PREFORK = frozenset({"gunicorn", "uwsgi", "nginx", "httpd"})
+GENERIC_SERVERS = frozenset({"node", "bun", "deno"})
 _INTERACTIVE = frozenset({"python", "ipython", "bpython", "ptpython"})
 # Reloaders: the parent re-runs its own cmdline in a child (env RUN_MAIN / WERKZEUG_RUN_MAIN).
 _RELOADER_ENV = ("RUN_MAIN", "WERKZEUG_RUN_MAIN")
@@ -488,7 +454,7 @@ def describe(proc: ProcessInfo) -> Signature:
         if any(k in proc.env for k in _WERKZEUG_ENV):
             return replace(sig, server="werkzeug", reloads=True, asgi=False, kind=KIND_SCRIPT)
         if "JPY_PARENT_PID" in proc.env and cmd.runtime == "python":
-            return Signature(kind=KIND_KERNEL, role=KERNEL)
+            return Signature(kind=KIND_KERNEL, role=Role.KERNEL)
     if not cmd.program and proc.name:
         # cmdline hidden (another user's process on macOS): comm may still say "a shell".
         name = _stem(proc.name)
@@ -504,7 +470,7 @@ def _describe_command(cmd: Command) -> Signature:
     if cmd.runtime is None and cmd.program in _SHELLS:
         return Signature(kind=KIND_SHELL_C if _shell_runs_command(cmd) else KIND_BOUNDARY)
     if cmd.runtime == "python" and cmd.program in _KERNEL_MODULES:
-        return Signature(kind=KIND_KERNEL, role=KERNEL)
+        return Signature(kind=KIND_KERNEL, role=Role.KERNEL)
     launcher = _describe_launcher(cmd)
     if launcher is not None:
         return launcher
@@ -521,7 +487,7 @@ def _describe_command(cmd: Command) -> Signature:
 def _describe_inline(cmd: Command) -> Signature:
     code = cmd.code or ""
     if _MP_TRACKER in code:
-        return Signature(kind=KIND_MP_CHILD, role=RESOURCE_TRACKER)
+        return Signature(kind=KIND_MP_CHILD, role=Role.RESOURCE_TRACKER)
     if any(m in code for m in _MP_MARKERS) or "--multiprocessing-fork" in cmd.args:
         return Signature(kind=KIND_MP_CHILD)
     return Signature(kind=KIND_SCRIPT if cmd.runtime else KIND_OTHER)
@@ -548,7 +514,7 @@ def _describe_launcher(cmd: Command) -> Signature | None:
     subcommands = _LAUNCHERS[cmd.program]
     if subcommands is not None and (not cmd.args or cmd.args[0] not in subcommands):
         return None
-    return Signature(kind=KIND_LAUNCHER, role=WRAPPER)
+    return Signature(kind=KIND_LAUNCHER, role=Role.WRAPPER)
 
 
 def _describe_known(cmd: Command, rule: _Rule) -> Signature:
@@ -581,12 +547,12 @@ def _describe_known(cmd: Command, rule: _Rule) -> Signature:
     )
 
 
-def _title_role(cmd: Command) -> str | None:
+def _title_role(cmd: Command) -> Role | None:
     """setproctitle: gunicorn (and uwsgi) name their master and workers in argv0."""
-    if cmd.runtime is None and cmd.program in _PREFORK and cmd.args:
+    if cmd.runtime is None and cmd.program in PREFORK and cmd.args:
         word = cmd.args[0].lower()
-        if word in (MASTER, WORKER):
-            return word
+        if word in (Role.MASTER.value, Role.WORKER.value):
+            return Role(word)
     return None
 
 
@@ -746,167 +712,6 @@ def _port(text: str | None) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------
-# The app tree: walking up from the holders
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Tree:
-    """The facts one identify_app() call works on, with describe() memoised."""
-
-    processes: Mapping[int, ProcessInfo]
-    holders: frozenset[int]
-    stop_pids: frozenset[int]
-    _sigs: dict[int, Signature] = field(default_factory=dict)
-
-    def sig(self, pid: int) -> Signature:
-        if pid not in self._sigs:
-            self._sigs[pid] = describe(self.processes[pid])
-        return self._sigs[pid]
-
-    def parent(self, pid: int) -> ProcessInfo | None:
-        ppid = self.processes[pid].ppid
-        if ppid is None or ppid == pid:
-            return None
-        return self.processes.get(ppid)
-
-
-def _same_command(parent: ProcessInfo, child: ProcessInfo) -> bool:
-    """Same cmdline modulo argv0.
-
-    Django's and werkzeug's reloaders re-run `sys.executable + argv`; gunicorn workers
-    (without setproctitle) and node cluster workers are forks. An empty tail (a bare
-    REPL) never counts.
-    """
-    a, b = normalise_argv(parent.cmdline)[1:], normalise_argv(child.cmdline)[1:]
-    return bool(a) and a == b
-
-
-def _same_app(tree: _Tree, parent: ProcessInfo, child: ProcessInfo) -> bool:
-    """Is `parent` part of the app `child` belongs to?"""
-    if parent.pid in tree.holders:  # holds the same socket: werkzeug, uvicorn, gunicorn
-        return True
-    psig, csig = tree.sig(parent.pid), tree.sig(child.pid)
-    if psig.kind == KIND_LAUNCHER:
-        return True
-    if psig.kind == KIND_SHELL_C:  # npm's `sh -c vite`, but not a Makefile's `sh -c`
-        grand = tree.parent(parent.pid)
-        return grand is not None and tree.sig(grand.pid).kind == KIND_LAUNCHER
-    if _same_command(parent, child):
-        return True
-    if csig.kind == KIND_MP_CHILD:
-        # A spawn child belongs to the program that spawned it, unless that is a kernel
-        # or a REPL: stopping a notebook to free its uvicorn would lose the notebook.
-        program = parse_command(parent.cmdline).program
-        return psig.kind in (KIND_SERVER, KIND_SCRIPT) and program not in _INTERACTIVE
-    if any(child.env.get(k) == "true" for k in _RELOADER_ENV):
-        return psig.kind in (KIND_SERVER, KIND_SCRIPT)
-    return (
-        psig.server is not None
-        and psig.server == csig.server
-        and psig.server not in _GENERIC_SERVERS
-    )
-
-
-def _walk_up(tree: _Tree, holder: int) -> list[int]:
-    """The holder and every ancestor that is part of its app, bottom first."""
-    chain = [holder]
-    current = tree.processes[holder]
-    while True:
-        parent = tree.parent(current.pid)
-        if (
-            parent is None
-            or parent.pid in tree.stop_pids
-            or parent.pid in chain
-            or _outside(tree, parent.pid)
-            or not _same_app(tree, parent, current)
-        ):
-            return chain
-        chain.append(parent.pid)
-        current = parent
-
-
-def app_root(
-    pid: int,
-    processes: Mapping[int, ProcessInfo],
-    holder_pids: Iterable[int] = (),
-    stop_pids: frozenset[int] = frozenset(),
-) -> int:
-    """The top process of the app `pid` belongs to (pid itself if it is not in `processes`)."""
-    if pid not in processes:
-        return pid
-    tree = _Tree(processes, frozenset(holder_pids) | {pid}, stop_pids)
-    return _walk_up(tree, pid)[-1]
-
-
-# ---------------------------------------------------------------------------------------
-# Roles
-# ---------------------------------------------------------------------------------------
-
-
-def _role(tree: _Tree, pid: int, members: frozenset[int]) -> str:
-    sig = tree.sig(pid)
-    if sig.kind in (KIND_LAUNCHER, KIND_SHELL_C):
-        return WRAPPER
-    if sig.role is not None:  # setproctitle master/worker, kernel
-        return sig.role
-    parent = tree.parent(pid)
-    parent_member = parent is not None and parent.pid in members
-    if sig.server in _PREFORK:
-        same = parent_member and parent is not None and tree.sig(parent.pid).server == sig.server
-        return WORKER if same else MASTER
-    if sig.kind == KIND_MP_CHILD and parent is not None and parent_member:
-        return _spawn_child_role(tree, parent.pid, members)
-    children = [m for m in members if m != pid and tree.processes[m].ppid == pid]
-    if children:
-        reloader = sig.server in ("runserver", "werkzeug") or any(
-            _same_command(tree.processes[pid], tree.processes[c]) for c in children
-        )
-        return RELOADER if reloader else SUPERVISOR
-    if sig.kind == KIND_SERVER and sig.asgi and (sig.reloads or sig.workers > 1):
-        # A uvicorn/fastapi supervisor whose children are gone still holds the port.
-        return SUPERVISOR
-    return SERVER
-
-
-def _spawn_child_role(tree: _Tree, parent: int, members: frozenset[int]) -> str:
-    """uvicorn --workers N spawns workers; --reload (and fastapi dev) spawns one server."""
-    psig = tree.sig(parent)
-    if psig.workers > 1:
-        return WORKER
-    if psig.reloads:
-        return SERVER
-    siblings = [m for m in members if tree.processes[m].ppid == parent]
-    return WORKER if len(siblings) > 1 else SERVER
-
-
-def member_role(
-    proc: ProcessInfo,
-    processes: Mapping[int, ProcessInfo],
-    identity: AppIdentity | None = None,
-) -> str | None:
-    """Role of any process in an app tree, including those outside identity.roles.
-
-    kill shows the whole tree it stops: kernels, multiprocessing resource trackers,
-    npm's `sh -c` and workers that hold no socket. None for a process with no known role.
-    """
-    if identity is not None and proc.pid in identity.roles:
-        return identity.roles[proc.pid]
-    sig = describe(proc)
-    if sig.kind in (KIND_LAUNCHER, KIND_SHELL_C):
-        return WRAPPER
-    if sig.role is not None:
-        return sig.role
-    parent = processes.get(proc.ppid) if proc.ppid is not None else None
-    if sig.kind == KIND_MP_CHILD:
-        psig = describe(parent) if parent is not None else Signature()
-        return SERVER if psig.reloads and psig.workers <= 1 else WORKER
-    if sig.server in _PREFORK and parent is not None and describe(parent).server == sig.server:
-        return WORKER
-    return None
-
-
-# ---------------------------------------------------------------------------------------
 # Framework from the app's source
 # ---------------------------------------------------------------------------------------
 
@@ -983,95 +788,115 @@ def app_source_paths(app: str, cwd: str | None, app_dir: str | None = None) -> t
     return tuple(p for p in (resolve(c) for c in candidates) if p is not None)
 
 
-def _framework_from_app(tree: _Tree, order: Sequence[int], read_source: SourceReader) -> str | None:
-    for pid in order:
-        sig = tree.sig(pid)
-        if sig.app is None:
-            continue
-        cwd = tree.processes[pid].cwd
-        for path in app_source_paths(sig.app, cwd, sig.app_dir):
-            text = read_source(path)
-            framework = framework_from_source(text, sig.asgi) if text is not None else None
-            if framework is not None:
-                return framework
-    return None
+def same_command(parent: ProcessInfo, child: ProcessInfo) -> bool:
+    """Same cmdline modulo argv0: a fork (gunicorn workers without setproctitle, node cluster
+    workers) or a re-run of the same command (Django's and werkzeug's reloaders). An empty
+    tail (a bare REPL) never counts."""
+    a, b = normalise_argv(parent.cmdline)[1:], normalise_argv(child.cmdline)[1:]
+    return bool(a) and a == b
 
 
 # ---------------------------------------------------------------------------------------
-# Putting it together
+# Process and service managers (research/managers-and-exposure.md)
 # ---------------------------------------------------------------------------------------
 
 
-def identify_app(
-    holder_pids: Sequence[int],
-    processes: Mapping[int, ProcessInfo],
-    stop_pids: frozenset[int] = frozenset(),
-    read_source: SourceReader | None = None,
-) -> AppIdentity:
-    """Framework, server, app root and roles for the holders of one socket.
+@dataclass(frozen=True, slots=True)
+class ManagerRow:
+    """How one process manager shows, what it does when a service dies, how to stop one."""
 
-    holder_pids: every process holding the socket (master and workers alike; order
-    does not matter). processes: those holders and their ancestors. stop_pids:
-    portinspect's own lineage, never taken into an app. read_source reads an app
-    module (uvicorn main:app -> main.py) to tell FastAPI from Flask; without it the
-    framework of a bare app server stays None.
+    kind: str
+    # True: restarts a service that dies (supervisord's default autorestart=unexpected counts
+    # a death by signal as unexpected); None: only if configured so; False: never.
+    restarts: bool | None
+    stops_others: bool  # stops every other service when one exits (honcho, foreman)
+    # The command that stops one service, with {service} (and {config}) filled in; None
+    # where the manager has none (honcho: stop the whole thing).
+    stop: str | None = None
+    # Environment variables of the service's process that name it, first found wins.
+    service_env: tuple[str, ...] = ()
+    # Subcommands that make the program a manager (honcho start, not honcho check); None: any.
+    serves: frozenset[str] | None = None
+
+
+_MANAGERS: dict[str, ManagerRow] = {
+    "supervisord": ManagerRow(
+        "supervisord",
+        True,
+        False,
+        "supervisorctl{config} stop {service}",
+        ("SUPERVISOR_PROCESS_NAME",),
+    ),
+    "honcho": ManagerRow("honcho", False, True, serves=frozenset({"start"})),
+    "foreman": ManagerRow("foreman", False, True, serves=frozenset({"start"})),
+    "pm2": ManagerRow("pm2", True, False, "pm2 stop {service}", ("name", "pm_id")),
+    "circusd": ManagerRow("circus", True, False, "circusctl stop {service}"),
+    "overmind": ManagerRow("overmind", None, False, "overmind stop {service}"),
+    "concurrently": ManagerRow("concurrently", False, False),
+    "runsv": ManagerRow("runit", True, False, "sv stop {service}"),
+    "s6-supervise": ManagerRow("s6", True, False, "s6-svc -d {service}"),
+}
+
+
+def manager_row(proc: ProcessInfo) -> ManagerRow | None:
+    """The manager this process is, if it is one (supervisord, honcho start, pm2...)."""
+    argv = normalise_argv(proc.cmdline)
+    if not argv:
+        return None
+    cmd = parse_command(argv)
+    program = cmd.program
+    if program == "ruby" and len(argv) > 1:  # foreman is a Ruby script
+        program, args = _stem(argv[1]), argv[2:]
+    else:
+        args = cmd.args
+    row = _MANAGERS.get(program)
+    if row is None:
+        return None
+    if row.serves is not None and _first_positional(args) not in row.serves:
+        return None
+    return row
+
+
+def manager_for(row: ManagerRow, manager: ProcessInfo, top: ProcessInfo) -> Manager:
+    """The Manager record for an app `manager` runs, its service named from the app's env."""
+    service = next((top.env[k] for k in row.service_env if top.env.get(k)), None)
+    if row.kind == "supervisord" and service is not None:
+        group = top.env.get("SUPERVISOR_GROUP_NAME")
+        if group and group != service:
+            service = f"{group}:{service}"
+    if row.kind == "concurrently":
+        kills = any(a in ("-k", "--kill-others", "--kill-others-on-fail") for a in manager.cmdline)
+        row = replace(row, stops_others=kills)
+    stop = None
+    if row.stop is not None and service is not None:
+        config = _option(normalise_argv(manager.cmdline), "-c", "--configuration")
+        stop = row.stop.format(service=service, config=f" -c {config}" if config else "")
+    return Manager(row.kind, manager.pid, service, row.restarts, row.stops_others, stop)
+
+
+_CONTAINER_ID = re.compile(r"(?:docker|libpod|crio|cri-containerd)[-/]([0-9a-f]{12,64})")
+
+
+def cgroup_manager(proc: ProcessInfo) -> Manager | None:
+    """A systemd service or a container, from the process's cgroup path.
+
+    /system.slice/NAME.service is a system unit, .../user@UID.service/.../NAME.service a user
+    unit; a .scope is a login session or a transient run, which nothing restarts. Containers
+    show as docker-ID.scope, /docker/ID or libpod-ID.scope.
     """
-    visible = sorted({pid for pid in holder_pids if pid in processes})
-    if not visible:
-        hidden = sorted(set(holder_pids))
-        return AppIdentity(app_pid=hidden[0] if hidden else None)
-    tree = _Tree(processes, frozenset(visible), stop_pids)
-    chains = [_walk_up(tree, pid) for pid in visible]
-    app_pid = _pick_root(tree, chains)
-    members = frozenset(pid for chain in chains for pid in chain)
-    # A shell or init that inherited the socket holds it but is no part of the app.
-    roles = {pid: _role(tree, pid, members) for pid in sorted(members) if not _outside(tree, pid)}
-    # Top of the tree first, so the master's facts come before a worker's.
-    order = sorted(members, key=lambda pid: (_depth(tree, pid, members), pid))
-    server = _first(_inherited(tree, pid, members, "server") for pid in order)
-    framework = _first(_inherited(tree, pid, members, "framework") for pid in order)
-    if framework is None and read_source is not None:
-        framework = _framework_from_app(tree, order, read_source)
-    return AppIdentity(framework=framework, server=server, app_pid=app_pid, roles=roles)
-
-
-def _outside(tree: _Tree, pid: int) -> bool:
-    return is_protected(tree.processes[pid]) or tree.sig(pid).kind == KIND_BOUNDARY
-
-
-def _pick_root(tree: _Tree, chains: Sequence[Sequence[int]]) -> int:
-    """The root most holders lead to, never a shell or init that merely inherited the
-    socket while an app holds it too; the lowest pid on a tie (unrelated sharers are rare)."""
-    tops = [chain[-1] for chain in chains]
-    return min(set(tops), key=lambda top: (_outside(tree, top), -tops.count(top), top))
-
-
-def _depth(tree: _Tree, pid: int, members: frozenset[int]) -> int:
-    depth, seen = 0, {pid}
-    parent = tree.parent(pid)
-    while parent is not None and parent.pid in members and parent.pid not in seen:
-        depth += 1
-        seen.add(parent.pid)
-        parent = tree.parent(parent.pid)
-    return depth
-
-
-def _inherited(tree: _Tree, pid: int, members: frozenset[int], attr: str) -> str | None:
-    """A signature field, taken from the nearest member ancestor when the process has none
-    (a multiprocessing child is whatever spawned it)."""
-    seen: set[int] = set()
-    current: int | None = pid
-    while current is not None and current in members and current not in seen:
-        value: str | None = getattr(tree.sig(current), attr)
-        if value is not None:
-            return value
-        if tree.sig(current).kind != KIND_MP_CHILD:
-            return None
-        seen.add(current)
-        parent = tree.parent(current)
-        current = parent.pid if parent is not None else None
-    return None
-
-
-def _first(values: Iterable[str | None]) -> str | None:
-    return next((v for v in values if v is not None), None)
+    path = proc.cgroup
+    if not path:
+        return None
+    match = _CONTAINER_ID.search(path)
+    if match is not None:
+        runtime = "podman" if "libpod" in path else "docker"
+        cid = match.group(1)[:12]
+        return Manager("container", None, cid, None, False, f"{runtime} stop {cid}")
+    parts = [p for p in path.split("/") if p]
+    units = [p for p in parts if p.endswith(".service") and not p.startswith("user@")]
+    if not units:
+        return None
+    unit = units[-1]
+    user = any(p.startswith("user@") for p in parts)
+    command = f"systemctl {'--user ' if user else ''}stop {unit}"
+    return Manager("systemd", None, unit, None, False, command)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import signal
 from collections.abc import Iterable
 
 from portinspect.errors import UsageError
@@ -284,3 +285,25 @@ def check_targets(targets: object) -> tuple[WaitTarget, ...]:
     if not found:
         raise UsageError("no target to wait for")
     return tuple(found)
+
+
+def parse_signal(value: str | int) -> int:
+    """TERM, SIGTERM, term or 15 -> the signal number; UsageError for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return int(signal.Signals(value))
+        except ValueError:
+            raise UsageError(f"unknown signal {value!r}") from None
+    if not isinstance(value, str):
+        raise UsageError(f"unknown signal {value!r}: expected a name such as TERM or INT")
+    text = value.strip(" \t").upper()
+    if text.isascii() and text.isdigit() and len(text) <= 3:
+        return parse_signal(int(text))
+    name = text if text.startswith("SIG") else f"SIG{text}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        shown = repr(value if len(value) <= 20 else value[:17] + "...")
+        raise UsageError(
+            f"unknown signal {shown}: expected a name such as TERM, INT, HUP or KILL"
+        ) from None

@@ -60,9 +60,13 @@ class ProcessInfo:
     cmdline: tuple[str, ...] = ()
     cwd: str | None = None
     create_time: float | None = None  # seconds since the epoch
-    # Only the variables that mark reloader children and kernels (RUN_MAIN,
-    # WERKZEUG_RUN_MAIN, JPY_PARENT_PID, npm_lifecycle_event...), never the whole env.
+    # Only the variables that mark reloader children, kernels and managed services
+    # (RUN_MAIN, WERKZEUG_RUN_MAIN, JPY_PARENT_PID, SUPERVISOR_PROCESS_NAME...), never the
+    # whole env.
     env: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # The process's cgroup path ("/system.slice/nginx.service"), read only where a manager
+    # may matter (who, kill): systemd units and containers show there. None when not read.
+    cgroup: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +88,19 @@ class Socket:
     v6only: bool | None = None
 
 
+PortKey = tuple[Proto, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Raw facts from one scan: sockets, and the processes that hold them plus their ancestors."""
+    """Raw facts from one scan: sockets, and the processes that hold them plus their ancestors.
+
+    processes holds every holder of `sockets` and its ancestors; a scan for who/kill adds
+    the subtrees the app model may take in. held maps every process known to hold a
+    listening socket (of any port, not only those of `sockets`) to the ports it holds: it
+    is how the app model sees that a parent's other children serve other ports. A scan of
+    every port leaves it empty; it is then read off `sockets` (see held_ports()).
+    """
 
     sockets: tuple[Socket, ...]
     processes: Mapping[int, ProcessInfo]
@@ -96,6 +110,20 @@ class Snapshot:
     self_lineage: frozenset[int] = frozenset()
     # uid -> user name, for sockets whose owning process is hidden.
     user_names: Mapping[int, str] = field(default_factory=dict)
+    held: Mapping[int, frozenset[PortKey]] = field(default_factory=dict)
+    # Ports with a listening socket no visible process holds (another user's, another pid
+    # namespace's, the kernel's): signalling our processes never frees such a port.
+    hidden_ports: frozenset[PortKey] = frozenset()
+
+    def held_ports(self) -> Mapping[int, frozenset[PortKey]]:
+        """pid -> the listening ports it holds, of every port the scan looked at."""
+        if self.held:
+            return self.held
+        found: dict[int, set[PortKey]] = {}
+        for sock in self.sockets:
+            for pid in sock.pids:
+                found.setdefault(pid, set()).add((sock.proto, sock.port))
+        return {pid: frozenset(ports) for pid, ports in found.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +230,165 @@ class Listener:
 
 
 # ---------------------------------------------------------------------------------------
+# The app model (apptree.py): the processes behind a socket, and where the app ends
+# ---------------------------------------------------------------------------------------
+
+
+class Role(str, Enum):
+    """What a process is in an app tree (or, for MANAGER and PARENT, just above it)."""
+
+    SERVER = "server"  # serves the port: a single-process server, a reloader's child
+    MASTER = "master"  # holds the socket and runs workers that share it (gunicorn, uvicorn -w)
+    WORKER = "worker"  # a master's worker
+    RELOADER = "reloader"  # restarts its child on code changes (Django, werkzeug, uvicorn)
+    SUPERVISOR = "supervisor"  # started the server and serves nothing itself (same program)
+    WRAPPER = "wrapper"  # npm/npx/uv run and the `sh -c` they start: runs the app
+    KERNEL = "kernel"  # a Jupyter kernel
+    RESOURCE_TRACKER = "resource_tracker"  # multiprocessing's helper
+    MANAGER = "manager"  # a process manager (supervisord, honcho, pm2...): never part of an app
+    PARENT = "parent"  # a parent that is not part of the app (runs other services, a harness)
+    # A shell, terminal, multiplexer or daemon holding an inherited copy of the socket: never
+    # signalled by kill; the descriptor leaked into it.
+    INHERITED = "inherited"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Stop(str, Enum):
+    """Why the climb from the holders stopped where it did."""
+
+    INIT = "init"  # the top's parent is init (or the kernel): nothing above
+    LINEAGE = "lineage"  # portinspect's own ancestor: the shell or harness running it
+    PROTECTED = "protected"  # sshd, dockerd, systemd...: never signalled
+    MANAGER = "manager"  # a process manager runs the app (Boundary + App.manager say which)
+    BOUNDARY = "boundary"  # an interactive shell, a terminal, a multiplexer, an IDE
+    SERVES_OTHER_PORTS = "serves-other-ports"  # the parent listens on other ports itself
+    RUNS_OTHER_SERVICES = "runs-other-services"  # the parent's other children serve other ports
+    UNRELATED = "unrelated"  # no sign the parent exists only to run the app (a harness, make)
+    HIDDEN = "hidden"  # the parent cannot be seen
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    """The first process above the app's top that is not part of the app, and why."""
+
+    stop: Stop
+    process: ProcessInfo | None  # None when there is no visible parent
+    # The other ports, for SERVES_OTHER_PORTS and RUNS_OTHER_SERVICES.
+    ports: tuple[PortKey, ...] = ()
+
+    @property
+    def role(self) -> Role | None:
+        """The role to show the boundary process with, above the app in a tree."""
+        if self.stop is Stop.MANAGER:
+            return Role.MANAGER
+        if self.stop in (Stop.SERVES_OTHER_PORTS, Stop.RUNS_OTHER_SERVICES, Stop.UNRELATED):
+            return Role.PARENT
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stop": self.stop.value,
+            "pid": self.process.pid if self.process else None,
+            "process": self.process.name if self.process else None,
+            "cmdline": list(self.process.cmdline) if self.process else [],
+            "ports": [{"proto": proto.value, "port": port} for proto, port in self.ports],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Manager:
+    """A process or service manager that runs the app, and how to stop the app through it."""
+
+    kind: str  # "supervisord", "honcho", "foreman", "pm2", "circus", "systemd", "container"...
+    pid: int | None  # the manager process; None for a systemd unit or a container (cgroup)
+    service: str | None  # the app's name for the manager (program, unit, container id)
+    # True: it restarts a service that dies; None: it may, depending on its configuration.
+    restarts: bool | None
+    stops_others: bool  # honcho/foreman: when one service exits it stops all the others
+    stop: str | None  # the command that stops the service properly, when there is one
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "pid": self.pid,
+            "service": self.service,
+            "restarts": self.restarts,
+            "stops_others": self.stops_others,
+            "stop": self.stop,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One process of an app."""
+
+    process: ProcessInfo
+    role: Role | None  # None: a descendant with no known role (a child the app started)
+    holds: bool  # holds one of the sockets the app was found for
+    depth: int  # 0 for the top
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """The processes behind a socket: the top, every member, and where and why it ends.
+
+    members: the top first, then parents before children. Without trees (list) they are the
+    holders and the ancestors the climb took in; with trees (who, kill) every descendant of
+    the top too, except `others`: descendants serving ports of their own (other services,
+    never signalled). ports: every listening port the app's core processes hold; the port
+    asked about and, when one process serves several (gunicorn -b A -b B), the others too.
+    leaked: the "app" is a shell, terminal, multiplexer or daemon holding an inherited copy of
+    the socket (its only member has role INHERITED).
+    """
+
+    top: int
+    members: tuple[Member, ...]
+    framework: str | None
+    server: str | None
+    boundary: Boundary
+    manager: Manager | None = None
+    ports: frozenset[PortKey] = frozenset()
+    others: tuple[Member, ...] = ()
+    leaked: bool = False
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return tuple(m.process.pid for m in self.members)
+
+    @property
+    def holders(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.holds)
+
+
+@dataclass(frozen=True, slots=True)
+class PortView:
+    """Everything behind one port, for who and kill: its sockets with every holder, and the
+    app model behind them with whole trees (members, roles, boundary, manager)."""
+
+    port: int
+    snapshot: Snapshot
+    listeners: tuple[Listener, ...]
+    apps: tuple[App, ...]
+
+    @property
+    def inodes(self) -> frozenset[int | None]:
+        return frozenset(li.inode for li in self.listeners)
+
+    def held_by_port(self) -> dict[PortKey, frozenset[int]]:
+        """(proto, port) -> every pid holding a listening socket on it."""
+        found: dict[PortKey, set[int]] = {}
+        for pid, keys in self.snapshot.held_ports().items():
+            for key in keys:
+                found.setdefault(key, set()).add(pid)
+        return {key: frozenset(pids) for key, pids in found.items()}
+
+
+# ---------------------------------------------------------------------------------------
 # kill: the plan for one port, and what happened when it ran
 # ---------------------------------------------------------------------------------------
 
@@ -213,6 +400,9 @@ class KillStatus(str, Enum):
     NOT_LISTENING = "not-listening"  # nothing listened when we looked
     PERMISSION_DENIED = "permission-denied"  # another user's process: nothing was signalled
     STILL_HELD = "still-held"  # signals sent, but a listener survived SIGKILL or respawned
+    # A process manager runs the app and restarts it (supervisord, pm2, systemd, a container):
+    # after the graceful step portinspect stops and names the manager's own stop command.
+    MANAGED = "managed"
     REFUSED = "refused"  # protected, portinspect's own lineage, a container, an unseen owner
     DRY_RUN = "dry-run"  # the plan was shown; nothing was signalled
     DECLINED = "declined"  # the user answered no; nothing was signalled, the port is held
@@ -226,13 +416,14 @@ class KillStatus(str, Enum):
         return _KILL_EXIT[self]
 
 
-# A refused or declined port is still held, so scripts see 5 ("still held") for it.
+# A refused, declined or managed port is still held (or may be again), so scripts see 5.
 _KILL_EXIT = {
     KillStatus.FREED: ExitStatus.OK,
     KillStatus.DRY_RUN: ExitStatus.OK,
     KillStatus.NOT_LISTENING: ExitStatus.NOT_LISTENING,
     KillStatus.PERMISSION_DENIED: ExitStatus.PERMISSION,
     KillStatus.STILL_HELD: ExitStatus.STILL_HELD,
+    KillStatus.MANAGED: ExitStatus.STILL_HELD,
     KillStatus.REFUSED: ExitStatus.STILL_HELD,
     KillStatus.DECLINED: ExitStatus.STILL_HELD,
     KillStatus.INTERRUPTED: ExitStatus.INTERRUPTED,
@@ -244,9 +435,9 @@ class KillTarget:
     """A process `kill` will signal: an app's top process or a member of its tree."""
 
     process: ProcessInfo
-    # "reloader", "master", "supervisor", "server", "worker", "wrapper", "kernel"...;
-    # None for a process with no recognised role (a child the app started).
-    role: str | None = None
+    # "reloader", "master", "server", "worker", "wrapper", "kernel"...; None for a process
+    # with no recognised role (a child the app started).
+    role: Role | None = None
     top: bool = False  # an app's top process: signalled first, so nothing respawns
     holds_port: bool = False
 
@@ -254,7 +445,7 @@ class KillTarget:
         info = self.process
         return {
             "pid": info.pid,
-            "role": self.role,
+            "role": self.role.value if self.role is not None else None,
             "top": self.top,
             "holds_port": self.holds_port,
             "process": info.name,
@@ -285,6 +476,47 @@ class ContainerHint:
         }
 
 
+class ReasonKind(str, Enum):
+    """Why a port is not (or not only) freed; render.py words each one."""
+
+    NOT_LISTENING = "not-listening"
+    LINEAGE = "lineage"  # the process is portinspect or one of its ancestors
+    PROTECTED = "protected"  # init, sshd, dockerd...
+    INHERITED = "inherited"  # a shell, terminal or multiplexer holds a leaked copy
+    CONTAINER = "container"  # a container's proxy publishes the port
+    HIDDEN = "hidden"  # no visible owner (another user, another pid namespace, the kernel)
+    FOREIGN = "foreign"  # another user's process, and we are not root
+    DENIED = "denied"  # signal 0 (or a signal) was refused
+    COLLATERAL = "collateral"  # freeing the port frees others the user did not name
+    STOPS_OTHERS = "stops-others"  # the manager stops its other services when this one exits
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One fact behind a plan or an outcome, as data: render.py turns it into words."""
+
+    kind: ReasonKind
+    process: ProcessInfo | None = None
+    more: int = 0  # how many more processes the same holds for
+    user: str | None = None  # the owner, for HIDDEN and FOREIGN
+    me: str | None = None  # who we are, for FOREIGN
+    ports: tuple[PortKey, ...] = ()  # for COLLATERAL
+    container: ContainerHint | None = None  # for CONTAINER
+    privileged: bool = False  # for HIDDEN: we are root, so sudo would not help
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "pid": self.process.pid if self.process else None,
+            "process": self.process.name if self.process else None,
+            "user": self.user,
+            "ports": [port for _, port in self.ports],
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class KillPlan:
     """What `kill` would do to one port, decided before anything is signalled.
@@ -292,7 +524,10 @@ class KillPlan:
     targets: the app tops first, then the rest of each app tree, parents before
     children (the SIGKILL order). blocked is None when the plan may run; otherwise
     it is NOT_LISTENING, REFUSED or PERMISSION_DENIED, reasons say why and what to
-    do next, and nothing will be signalled.
+    do next, and nothing will be signalled. apps: the app model behind the port.
+    collateral: other ports the same processes serve, freed with this one. manager: a
+    manager that restarts the app (kill then stops after the graceful step). watch: whether
+    a respawn is possible, so the port is watched for a while once free.
     """
 
     port: int
@@ -300,8 +535,12 @@ class KillPlan:
     framework: str | None = None
     server: str | None = None
     blocked: KillStatus | None = None
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Reason, ...] = ()
     containers: tuple[ContainerHint, ...] = ()
+    apps: tuple[App, ...] = ()
+    collateral: tuple[PortKey, ...] = ()
+    manager: Manager | None = None
+    watch: bool = False
 
     @property
     def tops(self) -> tuple[KillTarget, ...]:
@@ -311,6 +550,11 @@ class KillPlan:
     def pids(self) -> tuple[int, ...]:
         return tuple(t.process.pid for t in self.targets)
 
+    @property
+    def managed(self) -> bool:
+        """A manager runs the app that restarts it (or may): do not fight it."""
+        return self.manager is not None and self.manager.restarts is not False
+
 
 @dataclass(frozen=True, slots=True)
 class KillStep:
@@ -319,7 +563,7 @@ class KillStep:
     signal: str  # "SIGTERM", "SIGKILL", or "terminate" (Windows' TerminateProcess)
     scope: str  # "top": the app tops; "tree": the rest and new holders; "all": tops then rest
     pids: tuple[int, ...]  # in the order they were signalled
-    at: float  # seconds since the kill_port() call
+    at: float  # seconds since the kill_port() call, not counting time at a prompt
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -331,33 +575,101 @@ class KillStep:
 
 
 @dataclass(frozen=True, slots=True)
-class KillOutcome:
-    """What happened to one port.
+class KillTrace:
+    """What one escalation did and saw: the raw material of an outcome."""
 
-    freed_after is the time from the kill_port() call to the first check that found
-    no listener; None when the port was never seen free. survivors are members
-    of the app tree still running at the end although the port is free (they will
-    not be waited for any longer). respawned are processes that began holding the
-    port after the first signal (a master or an outside supervisor restarted them).
+    steps: tuple[KillStep, ...] = ()
+    signalled: tuple[int, ...] = ()
+    respawned: tuple[int, ...] = ()
+    survivors: tuple[int, ...] = ()
+    holders: tuple[ProcessInfo, ...] = ()  # who held the port at the end, when held
+    notes: tuple[Reason, ...] = ()
+    freed_after: float | None = None
+    watched: float = 0.0
+    elapsed: float = 0.0
+    free: bool = False  # the port was free at the end
+    retaken: bool = False  # it was free, then held again
+
+
+@dataclass(frozen=True, slots=True)
+class KillOutcome:
+    """What happened to one port; build one with the constructor named after its status.
+
+    freed_after: seconds from the kill_port() call to the first check that found no
+    listener, not counting time spent at a confirmation prompt; None when the port was never
+    seen free. watched: seconds the port was then watched for a respawn (0 when nothing
+    could respawn it). survivors: members of the app tree still running at the end although
+    the port is free. respawned: processes that began holding the port after the first
+    signal (a master, a manager or the app itself restarted them). holders: who holds the
+    port at the end, when it is held. notes: what got in the way (a denied signal, a new
+    holder we may not signal).
     """
 
     port: int
     status: KillStatus
-    message: str  # one line: what happened, or what to do next
     plan: KillPlan
     steps: tuple[KillStep, ...] = ()
     signalled: tuple[int, ...] = ()
     respawned: tuple[int, ...] = ()
     survivors: tuple[int, ...] = ()
+    holders: tuple[ProcessInfo, ...] = ()
+    notes: tuple[Reason, ...] = ()
     freed_after: float | None = None
+    watched: float = 0.0
     elapsed: float = 0.0  # seconds spent on this port
+    free: bool = False  # no listener was left on the port at the last check
+    # One line: what happened, or what to do next (render.kill_message, filled by kill_port).
+    message: str = ""
 
     @property
     def exit_status(self) -> ExitStatus:
         return self.status.exit_status
 
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        return (*self.plan.reasons, *self.notes)
+
+    # -- one constructor per way a port's kill can end --------------------------------------
+
+    @classmethod
+    def blocked(cls, plan: KillPlan, elapsed: float) -> KillOutcome:
+        assert plan.blocked is not None
+        return cls(plan.port, plan.blocked, plan, elapsed=elapsed)
+
+    @classmethod
+    def dry_run(cls, plan: KillPlan, elapsed: float) -> KillOutcome:
+        return cls(plan.port, KillStatus.DRY_RUN, plan, elapsed=elapsed)
+
+    @classmethod
+    def declined(cls, plan: KillPlan, elapsed: float) -> KillOutcome:
+        return cls(plan.port, KillStatus.DECLINED, plan, elapsed=elapsed)
+
+    @classmethod
+    def gone_meanwhile(cls, plan: KillPlan, at: float) -> KillOutcome:
+        """It listened a moment ago and closed while other ports were handled."""
+        return cls(plan.port, KillStatus.FREED, plan, freed_after=at, free=True)
+
+    @classmethod
+    def after_signals(cls, status: KillStatus, plan: KillPlan, trace: KillTrace) -> KillOutcome:
+        """FREED, STILL_HELD, MANAGED or INTERRUPTED, from what the escalation saw."""
+        return cls(
+            port=plan.port,
+            status=status,
+            plan=plan,
+            steps=tuple(trace.steps),
+            signalled=tuple(trace.signalled),
+            respawned=tuple(trace.respawned),
+            survivors=tuple(trace.survivors),
+            holders=tuple(trace.holders),
+            notes=tuple(trace.notes),
+            freed_after=trace.freed_after,
+            watched=trace.watched,
+            elapsed=trace.elapsed,
+            free=trace.free,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape documented in the README (one port of `kill --json`)."""
+        """The data of one port of `kill --json` (render.kill_json adds the words)."""
         plan = self.plan
         return {
             "port": self.port,
@@ -367,13 +679,16 @@ class KillOutcome:
             "framework": plan.framework,
             "server": plan.server,
             "targets": [t.to_dict() for t in plan.targets],
-            "reasons": list(plan.reasons),
             "containers": [c.to_dict() for c in plan.containers],
+            "collateral": [port for _, port in plan.collateral],
+            "manager": plan.manager.to_dict() if plan.manager else None,
             "steps": [s.to_dict() for s in self.steps],
             "signalled": list(self.signalled),
             "respawned": list(self.respawned),
             "survivors": list(self.survivors),
+            "holders": [h.pid for h in self.holders],
             "freed_after": None if self.freed_after is None else round(self.freed_after, 4),
+            "watched": round(self.watched, 4),
             "elapsed": round(self.elapsed, 4),
         }
 

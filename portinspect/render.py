@@ -10,15 +10,24 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
-from portinspect.frameworks import member_role
 from portinspect.models import (
+    App,
     KillOutcome,
     KillPlan,
+    KillStatus,
     KillStep,
     Listener,
+    Manager,
+    Member,
+    PortKey,
+    PortView,
     ProcessInfo,
+    Reason,
+    ReasonKind,
+    Stop,
     TargetReport,
     WaitResult,
     WaitTarget,
@@ -126,96 +135,225 @@ def list_table(listeners: Sequence[Listener]) -> str:
     return f"{body}\n\n{legend}" if any(li.exposed for li in listeners) else body
 
 
-def _tree_lines(
-    root: int, tree: Mapping[int, ProcessInfo], roles: Mapping[int, str], held: set[int]
-) -> list[str]:
-    children: dict[int, list[int]] = {}
-    for pid, info in tree.items():
-        if info.ppid is not None and info.ppid in tree and pid != root:
-            children.setdefault(info.ppid, []).append(pid)
+# ---------------------------------------------------------------------------------------
+# who: the port, the apps behind it, their trees, and how to stop them
+# ---------------------------------------------------------------------------------------
+
+# A tree shows at most this many process lines per app; JSON keeps every process.
+TREE_LINES = 20
+
+
+def who(info: ProcessInfo | None) -> str:
+    """'pid 42 (uvicorn)'."""
+    if info is None:
+        return "an unknown process"
+    argv = [a for a in info.cmdline if a]
+    name = info.name or (PurePath(argv[0]).name if argv else "")
+    return f"pid {info.pid} ({clean(name, 40)})" if name else f"pid {info.pid}"
+
+
+def _fold(members: Sequence[Member]) -> list[tuple[Member, int]]:
+    """Members with identical siblings folded: (member, how many more like it)."""
+    shown: list[tuple[Member, int]] = []
+    index: dict[tuple[int | None, str | None, tuple[str, ...]], int] = {}
+    for member in members:
+        info = member.process
+        key = (info.ppid, member.role, tuple(a for a in info.cmdline if a))
+        if key in index and member.depth > 0 and not member.holds:
+            first, more = shown[index[key]]
+            shown[index[key]] = (first, more + 1)
+            continue
+        index[key] = len(shown)
+        shown.append((member, 0))
+    return shown
+
+
+def tree_lines(app: App, *, limit: int | None = TREE_LINES) -> list[str]:
+    """The app as a tree: the boundary above it, the top, its descendants with proper
+    branches; identical siblings folded, at most `limit` lines."""
     lines: list[str] = []
+    above = app.boundary.process
+    if above is not None and app.boundary.role is not None:
+        lines.append(f"{above.pid} {app.boundary.role.value:<16} {command_line(above.cmdline)}")
+    pids = {m.process.pid for m in app.members}
+    children: dict[int, list[tuple[Member, int]]] = {}
+    folded = _fold(app.members)
+    for member, more in folded[1:]:
+        parent = member.process.ppid
+        children.setdefault(parent if parent in pids else app.top, []).append((member, more))
 
-    def walk(pid: int, depth: int) -> None:
-        info = tree[pid]
-        role = roles.get(pid, "")
-        mark = " [holds port]" if pid in held else ""
-        prefix = "    " + "  " * depth + ("└─ " if depth else "")
-        lines.append(f"{prefix}{pid} {role:<10} {command_line(info.cmdline)}{mark}".rstrip())
-        for child in sorted(children.get(pid, [])):
-            walk(child, depth + 1)
+    def line(member: Member, more: int, prefix: str, branch: str) -> str:
+        role = member.role.value if member.role is not None else ""
+        mark = " [holds port]" if member.holds else ""
+        extra = f"  ... and {more} more like pid {member.process.pid}" if more else ""
+        text = f"{member.process.pid} {role:<16} {command_line(member.process.cmdline)}"
+        return f"{prefix}{branch}{text}{mark}{extra}".rstrip()
 
-    if root in tree:
-        walk(root, 0)
+    def walk(pid: int, prefix: str) -> None:
+        kids = children.get(pid, [])
+        for i, (member, more) in enumerate(kids):
+            last = i == len(kids) - 1
+            lines.append(line(member, more, prefix, "└─ " if last else "├─ "))
+            walk(member.process.pid, prefix + ("   " if last else "│  "))
+
+    top, _ = folded[0]
+    lines.append(line(top, 0, "└─ " if lines else "", ""))
+    walk(app.top, "   " if len(lines) > 1 else "")
+    for other in app.others:
+        lines.append(
+            f"   (not part of it: {other.process.pid} {command_line(other.process.cmdline)},"
+            " serves ports of its own)"
+        )
+    if limit is not None and len(lines) > limit:
+        hidden = len(lines) - (limit - 1)
+        lines = [*lines[: limit - 1], f"... {hidden} more lines (--json lists every process)"]
     return lines
 
 
-def who_report(
-    port: int,
-    listeners: Sequence[Listener],
-    trees: Mapping[int, Mapping[int, ProcessInfo]],
-    now: float | None = None,
-) -> str:
-    """The human diagnosis of one port: sockets, app, tree, and how to stop it."""
+def stop_advice(view: PortView, udp_only: bool) -> str:
+    """How to free the port: the kill command, or the manager's own stop command."""
+    port = view.port
+    command = f"portinspect kill {'--udp ' if udp_only else ''}{port}"
+    apps = [a for a in view.apps if not a.leaked]
+    if not apps:
+        return ""
+    manager = next((a.manager for a in apps if a.manager is not None), None)
+    if manager is not None and manager.restarts is not False:
+        how = f"`{clean(manager.stop)}`" if manager.stop else f"through {manager.kind}"
+        by = f" (pid {manager.pid})" if manager.pid is not None else ""
+        return (
+            f"{how}   ({manager.kind}{by} runs it and would restart it; "
+            f"`{command}` stops after the graceful step)"
+        )
+    tops = ", ".join(f"pid {a.top}" for a in apps)
+    text = f"{command}   (SIGTERM to {tops}, the app's top process, then verifies the port is free)"
+    if manager is not None and manager.stops_others:
+        by = f" (pid {manager.pid})" if manager.pid is not None else ""
+        text += f"; note: {manager.kind}{by} stops every other service it runs when this one exits"
+    return text
+
+
+def who_report(view: PortView, now: float | None = None) -> str:
+    """The human diagnosis of one port: sockets, apps, trees, and how to stop them."""
+    listeners = view.listeners
     first = listeners[0]
     facts = [first.range.value, "ephemeral range" if first.ephemeral else "not ephemeral"]
     if first.service:
         facts.append(f"IANA service {first.service}")
-    lines = [f"Port {port}: {', '.join(facts)}"]
+    lines = [f"Port {view.port}: {', '.join(facts)}"]
     for li in listeners:
         reach = "EXPOSED beyond this machine" if li.exposed else "loopback only"
         lines.append(f"  {li.proto.value} {li.family.value} {clean(li.endpoint)}  ({reach})")
-    seen: set[int | None] = set()
-    for li in listeners:
-        if li.app_pid in seen:
-            continue
-        seen.add(li.app_pid)
+    for app in view.apps:
         lines.append("")
-        lines.extend(_app_section(li, trees.get(li.app_pid or -1, {}), now))
+        lines.extend(_app_section(view, app, now))
+    hidden = [li for li in listeners if li.owner_hidden]
+    if hidden:
+        lines.append("")
+        lines.extend(_hidden_section(hidden))
+    advice = stop_advice(view, udp_only=all(li.proto.value == "udp" for li in listeners))
+    if advice:
+        lines.append(f"  stop it:   {advice}")
     return "\n".join(lines)
 
 
-def _app_section(li: Listener, tree: Mapping[int, ProcessInfo], now: float | None) -> list[str]:
-    if li.owner_hidden:
-        owner = clean(li.user) or "another user"
+def _hidden_section(hidden: Sequence[Listener]) -> list[str]:
+    owner = clean(hidden[0].user) or "another user"
+    if is_root():
         return [
-            f"  owner:     hidden (the socket belongs to {owner})",
-            "  next:      run `sudo portinspect who "
-            f"{li.port}` to see the process and how to stop it",
+            f"  owner:     not visible from here (belongs to {owner}): a kernel socket, or a "
+            "process in another pid namespace or container",
         ]
-    primary = li.primary
-    assert primary is not None
-    what = program(li)
-    root_info = tree.get(li.app_pid) if li.app_pid is not None else None
-    started = root_info.create_time if root_info else primary.create_time
-    holders = ", ".join(f"{h.process.pid} ({h.role or 'holder'})" for h in li.holders)
+    return [
+        f"  owner:     hidden (the socket belongs to {owner})",
+        f"  next:      run `sudo portinspect who {hidden[0].port}` to see the process",
+    ]
+
+
+def _app_section(view: PortView, app: App, now: float | None) -> list[str]:
+    top = app.members[0].process
+    if app.leaked:
+        return [
+            f"  also held: {who(top)}, which inherited the socket (a leaked descriptor in a "
+            "shell, terminal, multiplexer or manager); kill never signals it",
+        ]
+    what = _program(app)
+    holders = ", ".join(
+        f"{m.process.pid} ({m.role.value if m.role else 'holder'})" for m in app.holders[:8]
+    )
+    if len(app.holders) > 8:
+        holders += f" and {len(app.holders) - 8} more"
+    primary = app.holders[0].process if app.holders else top
     lines = [
         f"  program:   {what}",
-        f"  app root:  pid {li.app_pid}, up {uptime(started, now)}",
+        f"  app top:   pid {app.top}"
+        + (f" ({app.members[0].role.value})" if app.members[0].role else "")
+        + f", up {uptime(top.create_time, now)}",
         f"  holders:   {holders}",
-        f"  user:      {clean(li.user) or '?'}",
-        f"  cwd:       {clean(li.cwd) or '? (needs root)'}",
+        f"  user:      {clean(primary.user) or '?'}",
+        f"  cwd:       {clean(primary.cwd) or '? (needs root)'}",
         f"  command:   {command_line(primary.cmdline, None)}",
+        f"  runs under: {_boundary_text(app)}",
     ]
-    if tree:
-        held = {h.process.pid for h in li.holders}
-        roles = tree_roles(li, tree)
-        lines.append("  app tree:")
-        lines.extend(_tree_lines(li.app_pid or primary.pid, tree, roles, held))
-    lines.append(
-        f"  stop it:   portinspect kill {li.port}   "
-        f"(SIGTERM to pid {li.app_pid}, the app's top process, then verifies the port is free)"
-    )
+    if app.manager is not None:
+        lines.append(f"  manager:   {_manager_text(app.manager)}")
+    lines.append("  app tree:")
+    lines.extend("    " + line for line in tree_lines(app))
     return lines
 
 
-def tree_roles(li: Listener, tree: Mapping[int, ProcessInfo]) -> dict[int, str]:
-    """Roles of every process in an app tree: those the classifier found, then the rest."""
-    roles: dict[int, str] = {}
-    for pid, info in tree.items():
-        role = li.roles.get(pid) or member_role(info, tree)
-        if role:
-            roles[pid] = role
-    return roles
+def _program(app: App) -> str:
+    if app.framework and app.server and app.framework != app.server:
+        return f"{clean(app.framework)} ({clean(app.server)})"
+    return clean(app.framework or app.server) or clean(app.members[0].process.name) or "?"
+
+
+_STOP_WORDS = {
+    Stop.INIT: "init (started as a daemon, or its parent exited)",
+    Stop.LINEAGE: "{who}, which runs this portinspect",
+    Stop.PROTECTED: "{who}, a system service",
+    Stop.MANAGER: "{who}, a process manager",
+    Stop.BOUNDARY: "{who}, a shell, terminal or editor",
+    Stop.SERVES_OTHER_PORTS: "{who}, which serves {ports} itself: not part of this app",
+    Stop.RUNS_OTHER_SERVICES: "{who}, which also runs services on {ports}: not part of this app",
+    Stop.UNRELATED: "{who}, which is not part of the app",
+    Stop.HIDDEN: "a parent we cannot see",
+}
+
+
+def _ports(keys: Sequence[PortKey], limit: int = 6) -> str:
+    numbers = sorted({port for _, port in keys})
+    text = ", ".join(map(str, numbers[:limit]))
+    more = f" and {len(numbers) - limit} more" if len(numbers) > limit else ""
+    return ("port " if len(numbers) == 1 else "ports ") + text + more
+
+
+def _boundary_text(app: App) -> str:
+    boundary = app.boundary
+    return _STOP_WORDS[boundary.stop].format(
+        who=who(boundary.process), ports=_ports(boundary.ports)
+    )
+
+
+def _manager_text(manager: Manager) -> str:
+    by = f" (pid {manager.pid})" if manager.pid is not None else ""
+    service = f", service {clean(manager.service)}" if manager.service else ""
+    if manager.restarts is True:
+        does = "restarts it when it exits"
+    elif manager.restarts is None:
+        does = "may restart it, depending on its configuration"
+    else:
+        does = "does not restart it"
+    if manager.stops_others:
+        does += "; stops every other service it runs when this one exits"
+    stop = f"; stop it with `{clean(manager.stop)}`" if manager.stop else ""
+    return f"{manager.kind}{by}{service}: {does}{stop}"
+
+
+def is_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def process_dict(info: ProcessInfo) -> dict[str, Any]:
@@ -258,30 +396,26 @@ def envelope(command: str, exit_code: int, payload: Mapping[str, Any], **extra: 
     return "{\n" + ",\n".join(fields) + "\n}"
 
 
-def apps_json(
-    listeners: Sequence[Listener], trees: Mapping[int, Mapping[int, ProcessInfo]]
-) -> list[dict[str, Any]]:
-    """The apps behind the listeners, each with its whole process tree (for `who --json`)."""
-    apps: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for li in listeners:
-        if li.app_pid is None or li.app_pid in seen:
-            continue
-        seen.add(li.app_pid)
-        tree = trees.get(li.app_pid, {})
-        roles = tree_roles(li, tree)
-        apps.append(
+def app_json(app: App) -> dict[str, Any]:
+    """One app of `who --json` and `kill --json`: every process, never folded."""
+    return {
+        "app_pid": app.top,
+        "framework": app.framework,
+        "server": app.server,
+        "leaked": app.leaked,
+        "ports": [{"proto": proto.value, "port": port} for proto, port in sorted(app.ports)],
+        "boundary": app.boundary.to_dict(),
+        "manager": app.manager.to_dict() if app.manager else None,
+        "tree": [
             {
-                "app_pid": li.app_pid,
-                "framework": li.framework,
-                "server": li.server,
-                "tree": [
-                    {**process_dict(info), "role": roles.get(pid)}
-                    for pid, info in sorted(tree.items())
-                ],
+                **process_dict(m.process),
+                "role": m.role.value if m.role else None,
+                "holds_port": m.holds,
             }
-        )
-    return apps
+            for m in app.members
+        ],
+        "others": [process_dict(m.process) for m in app.others],
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -289,33 +423,87 @@ def apps_json(
 # ---------------------------------------------------------------------------------------
 
 PLAN_COLUMNS = ("PID", "ROLE", "USER", "COMMAND")
+# A plan shows at most this many process rows per app on a terminal; JSON keeps them all.
+PLAN_ROWS = 20
 
 
-def pids(numbers: Sequence[int]) -> str:
-    """'pid 42' or 'pids 42, 43'."""
-    return ("pid " if len(numbers) == 1 else "pids ") + ", ".join(map(str, numbers))
+def pids(numbers: Sequence[int], limit: int = 12) -> str:
+    """'pid 42' or 'pids 42, 43' (and 'and N more' past `limit`)."""
+    shown = ", ".join(map(str, numbers[:limit]))
+    more = f" and {len(numbers) - limit} more" if len(numbers) > limit else ""
+    return ("pid " if len(numbers) == 1 else "pids ") + shown + more
 
 
-def kill_plan(plan: KillPlan, how: str) -> str:
-    """The plan for one port: the processes, top first, and what will be sent."""
+def describe_ladder(timeout: float, signum: int, *, force: bool, windows: bool) -> str:
+    """The escalation, in words, for the plan shown before acting."""
+    if windows:
+        return "terminate the top process(es) (*), then the rest of the tree, then re-scan"
+    name = signal_name(signum)
+    if force:
+        return "SIGKILL the top process(es) (*), then the rest of the tree, then re-scan"
+    return (
+        f"{name} the top process(es) (*); once they exit or after {timeout / 2:g}s, "
+        f"{name} the rest of the tree; SIGKILL what is left after {timeout:g}s; re-scan"
+    )
+
+
+def signal_name(signum: int | None) -> str:
+    import signal
+
+    if signum is None:
+        return "terminate"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def _plan_head(plan: KillPlan) -> str:
     what = clean(plan.framework or plan.server or "")
     if plan.server and plan.framework and plan.server != plan.framework:
         what = f"{clean(plan.framework)} ({clean(plan.server)})"
-    head = f"port {plan.port}" + (f": {what}" if what else "")
+    return f"port {plan.port}" + (f": {what}" if what else "")
+
+
+def kill_plan(plan: KillPlan, how: str) -> str:
+    """The plan for one port: per app, its processes (top first, identical siblings folded),
+    what else the plan touches, and what will be sent."""
+    head = _plan_head(plan)
     if plan.blocked is not None:
-        return f"{head}: {plan.blocked}: " + "; ".join(plan.reasons)
-    rows = [
-        (
-            f"{t.process.pid}{' *' if t.top else ''}",
-            (t.role or "") + (" [holds port]" if t.holds_port else ""),
-            clean(t.process.user) or "?",
-            command_line(t.process.cmdline),
-        )
-        for t in plan.targets
-    ]
+        return f"{head}: {plan.blocked}: " + "; ".join(reason_text(r, plan) for r in plan.reasons)
+    roles = {t.process.pid: t for t in plan.targets}
+    rows: list[tuple[str, str, str, str]] = []
+    for app in plan.apps:
+        if app.leaked:
+            continue
+        members = [m for m in app.members if m.process.pid in roles]
+        folded = _fold(members)
+        for member, more in folded[:PLAN_ROWS]:
+            target = roles[member.process.pid]
+            role = (target.role.value if target.role else "") + (
+                " [holds port]" if target.holds_port else ""
+            )
+            command = command_line(member.process.cmdline)
+            if more:
+                command += f"  (and {more} more like it)"
+            rows.append(
+                (
+                    f"{member.process.pid}{' *' if target.top else ''}",
+                    role,
+                    clean(member.process.user) or "?",
+                    command,
+                )
+            )
+        if len(folded) > PLAN_ROWS:
+            rest = sum(1 + more for _, more in folded[PLAN_ROWS:])
+            rows.append(("...", f"{rest} more", "", "(--json lists every process)"))
     drawn = table(PLAN_COLUMNS, rows)
     body = "\n".join("  " + line for line in drawn.splitlines())
-    return f"{head}, {len(plan.targets)} process(es)\n{body}\n  plan: {how}"
+    notes = [f"  note: {reason_text(r, plan)}" for r in plan.reasons]
+    if plan.manager is not None and plan.managed:
+        notes.append(f"  note: managed by {_manager_text(plan.manager)}")
+    count = len(plan.targets)
+    return "\n".join([f"{head}, {count} process(es)", body, *notes, f"  plan: {how}"])
 
 
 def kill_step(port: int, step: KillStep) -> str:
@@ -323,11 +511,169 @@ def kill_step(port: int, step: KillStep) -> str:
     return f"port {port}: {step.signal} -> {pids(step.pids)} ({step.scope}) at {step.at:.2f}s"
 
 
+def reason_text(reason: Reason, plan: KillPlan) -> str:
+    """One reason, in words."""
+    port = plan.port
+    proc = reason.process
+    kind = reason.kind
+    if kind is ReasonKind.NOT_LISTENING:
+        return f"nothing is listening on port {port}"
+    if kind is ReasonKind.LINEAGE:
+        return (
+            f"{who(proc)} is this portinspect or one of its ancestors (your shell, terminal, "
+            "IDE, or the server hosting them); stop it from there"
+        )
+    if kind is ReasonKind.PROTECTED:
+        return (
+            f"{who(proc)} is protected: init, sshd, dockerd/containerd and system services "
+            "are never signalled"
+        )
+    if kind is ReasonKind.INHERITED:
+        return (
+            f"{who(proc)} also holds port {port}: a shell, terminal, multiplexer or manager "
+            "that inherited the socket (a leaked descriptor); portinspect never signals it, "
+            "so the port stays held until it closes the descriptor or exits"
+        )
+    if kind is ReasonKind.CONTAINER and reason.container is not None:
+        hint = reason.container
+        pid = f" (pid {hint.pid})" if hint.pid is not None else ""
+        to = f" to {hint.container}" if hint.container else ""
+        return (
+            f"port {port} is published by a container: {hint.proxy}{pid} forwards it{to}; "
+            f"killing the proxy would only break the mapping. Find the container with "
+            f"`{hint.find}` and stop it with `{hint.stop}`"
+        )
+    if kind is ReasonKind.HIDDEN:
+        if reason.privileged:
+            return (
+                f"port {port} has no visible owner (a kernel socket, or a process in another "
+                "pid namespace); nothing was signalled"
+            )
+        owner = clean(reason.user) or "another user"
+        return f"port {port} belongs to {owner}; run with sudo (nothing was signalled)"
+    if kind is ReasonKind.FOREIGN:
+        more = f" and {reason.more} more" if reason.more else ""
+        owner = clean(reason.user) or "another user"
+        mine = f", not {clean(reason.me)}" if reason.me else ""
+        return (
+            f"port {port}: {who(proc)}{more} belongs to {owner}{mine}; run with sudo "
+            "(nothing was signalled)"
+        )
+    if kind is ReasonKind.DENIED:
+        more = f" and {reason.more} more" if reason.more else ""
+        return f"port {port}: {who(proc)}{more}: permission denied; run with sudo"
+    if kind is ReasonKind.COLLATERAL:
+        listed = _ports(reason.ports)
+        return (
+            f"freeing port {port} also frees {listed}: the same processes serve "
+            f"{'it' if len(reason.ports) == 1 else 'them'}; name "
+            f"{'it' if len(reason.ports) == 1 else 'them'} too or pass --all-ports"
+        )
+    if kind is ReasonKind.STOPS_OTHERS and plan.manager is not None:
+        manager = plan.manager
+        by = f" (pid {manager.pid})" if manager.pid is not None else ""
+        return f"{manager.kind}{by} stops every other service it runs when this one exits"
+    return str(kind)
+
+
+def _named(plan: KillPlan, numbers: Sequence[int]) -> str:
+    roles = {t.process.pid: t.role for t in plan.targets}
+    named = [f"{pid} ({roles[pid]})" if roles.get(pid) else str(pid) for pid in numbers[:12]]
+    more = f" and {len(numbers) - 12} more" if len(numbers) > 12 else ""
+    return ("pid " if len(numbers) == 1 else "pids ") + ", ".join(named) + more
+
+
+def _sent(outcome: KillOutcome) -> str:
+    return "; ".join(
+        f"{s.signal} to {_named(outcome.plan, s.pids)} at {s.at:.2f}s" for s in outcome.steps
+    )
+
+
+def kill_message(outcome: KillOutcome) -> str:
+    """One line: what happened to the port, or what to do next."""
+    plan, port, status = outcome.plan, outcome.port, outcome.status
+    if status in (KillStatus.NOT_LISTENING, KillStatus.REFUSED, KillStatus.PERMISSION_DENIED):
+        return "; ".join(reason_text(r, plan) for r in plan.reasons) or str(status)
+    if status is KillStatus.DRY_RUN:
+        return f"port {port}: dry run, would signal {pids(plan.pids)}; nothing was sent"
+    if status is KillStatus.DECLINED:
+        return f"port {port}: not confirmed; nothing was signalled"
+    if status is KillStatus.INTERRUPTED:
+        sent = _sent(outcome)
+        what = (
+            f"interrupted after {sent}; nothing more was sent"
+            if sent
+            else "interrupted before anything was signalled"
+        )
+        state = "the port is free" if outcome.free else "the port is still held"
+        return f"port {port}: {what}; {state}"
+    if status is KillStatus.FREED:
+        return _freed(outcome)
+    if status is KillStatus.MANAGED:
+        return _managed(outcome)
+    return _held(outcome)
+
+
+def _freed(outcome: KillOutcome) -> str:
+    took = f"{outcome.freed_after:.2f}s" if outcome.freed_after is not None else "an instant"
+    sent = _sent(outcome)
+    if not outcome.steps:
+        return f"port {outcome.port} is free (it closed while other ports were handled)"
+    text = f"port {outcome.port} freed in {took}: {sent}"
+    if outcome.plan.collateral:
+        text += f"; also freed {_ports(outcome.plan.collateral)}"
+    if outcome.survivors:
+        text += f"; {pids(outcome.survivors)} still running but no longer holding the port"
+    if outcome.watched:
+        text += f"; no respawn in {outcome.watched:.1f}s"
+    return text
+
+
+def _managed(outcome: KillOutcome) -> str:
+    manager = outcome.plan.manager
+    assert manager is not None
+    by = f" (pid {manager.pid})" if manager.pid is not None else ""
+    sent = _sent(outcome)
+    if outcome.respawned:
+        after = "it was freed, then " if outcome.freed_after is not None else ""
+        happened = f"{after}{manager.kind} started it again as {pids(outcome.respawned)}"
+    else:
+        happened = "it is still held after the graceful step"
+    stop = (
+        f"stop it with `{clean(manager.stop)}`"
+        if manager.stop
+        else f"stop it through {manager.kind}"
+    )
+    return (
+        f"port {outcome.port} is managed by {manager.kind}{by}: {sent or 'nothing was sent'}; "
+        f"{happened}; {stop}"
+    )
+
+
+def _held(outcome: KillOutcome) -> str:
+    respawned = set(outcome.respawned)
+    signalled = set(outcome.signalled)
+    last_kill = bool(outcome.steps) and outcome.steps[-1].signal == "SIGKILL"
+    parts = []
+    for info in outcome.holders:
+        text = who(info)
+        if info.pid in respawned:
+            text += " (appeared after the first signal)"
+        elif info.pid in signalled and last_kill:
+            text += " (survived SIGKILL)"
+        parts.append(text)
+    holders = ", ".join(parts) if parts else "a process we cannot see"
+    text = f"port {outcome.port} is still held by {holders}"
+    notes = [reason_text(r, outcome.plan) for r in outcome.notes]
+    if notes:
+        text += "; " + "; ".join(dict.fromkeys(notes))
+    return text
+
+
 def kill_outcome(outcome: KillOutcome) -> str:
-    text = outcome.message
-    prefix = f"port {outcome.port}"
+    text = kill_message(outcome)
     # Messages that already name the port ("nothing is listening on port 8000") stand alone.
-    return text if re.search(rf"\bport {outcome.port}\b", text) else f"{prefix}: {text}"
+    return text if re.search(rf"\bport {outcome.port}\b", text) else f"port {outcome.port}: {text}"
 
 
 # --- wait -------------------------------------------------------------------------------------
@@ -386,3 +732,38 @@ def wait_done(result: WaitResult) -> str:
         clean(f"{r.target} {state} after {r.ready_after or 0.0:.2f}s ({_how(r)})")
         for r in result.targets
     )
+
+
+def kill_json(outcome: KillOutcome) -> dict[str, Any]:
+    """One port of `kill --json`: the outcome's data, its words, and the apps behind it."""
+    plan = outcome.plan
+    return {
+        **outcome.to_dict(),
+        "message": outcome.message or kill_message(outcome),
+        "reasons": [reason_text(r, plan) for r in outcome.reasons],
+        "apps": [app_json(app) for app in plan.apps],
+    }
+
+
+def kill_error(
+    report_status: int, failed: Sequence[KillOutcome], empty: Sequence[tuple[int, int]]
+) -> str | None:
+    """One line for stderr when a kill did not free everything asked."""
+    if report_status == 0:
+        return None
+    texts = [o.message or kill_message(o) for o in failed]
+    texts += [f"nothing is listening on port {lo}-{hi}" for lo, hi in empty]
+    if len(texts) == 1:
+        return texts[0]
+    parts = [f"{o.port} ({o.status})" for o in failed]
+    parts += [f"{lo}-{hi} (not-listening)" for lo, hi in empty]
+    return f"{len(parts)} ports not freed: " + ", ".join(parts)
+
+
+def interrupted_message(outcomes: Sequence[KillOutcome], pending: Sequence[int]) -> str:
+    """One line for stderr: what the interrupted port had been sent, the ports not tried."""
+    parts = [o.message or kill_message(o) for o in outcomes if o.status is KillStatus.INTERRUPTED]
+    if pending:
+        more = ", ..." if len(pending) > 8 else ""
+        parts.append(f"not attempted: port {', '.join(map(str, pending[:8]))}{more}")
+    return "; ".join(parts) or "interrupted"

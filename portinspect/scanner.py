@@ -12,16 +12,14 @@ costs ~23 ms of start-up, more than a whole `list` scan of an idle Linux machine
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from portinspect.models import ALL_PROTOS, ProcessInfo, Proto, Snapshot, Socket
-
-if TYPE_CHECKING:
-    import psutil
+from portinspect.models import ALL_PROTOS, PortKey, ProcessInfo, Proto, Snapshot, Socket
 
 _T = TypeVar("_T")
 
@@ -34,6 +32,11 @@ ENV_MARKERS = (
     "JPY_PARENT_PID",
     "npm_lifecycle_event",
     "npm_command",
+    # Managers name the service they run: supervisorctl stop NAME, pm2 stop NAME.
+    "SUPERVISOR_PROCESS_NAME",
+    "SUPERVISOR_GROUP_NAME",
+    "pm_id",
+    "name",
 )
 SOURCE_LIMIT = 256 * 1024  # bytes of an app module we read to spot its framework
 
@@ -165,76 +168,25 @@ def local_addresses(*, backend: str | None = None) -> frozenset[str]:
     return frozenset(_via_backend(backend, linux, portable))
 
 
-def _env_markers(proc: psutil.Process) -> dict[str, str]:
-    import psutil
-
-    try:
-        env = proc.environ()
-    except (psutil.Error, OSError):
-        return {}  # another user's process: env needs root
-    return {k: env[k] for k in ENV_MARKERS if k in env}
-
-
-def process_info(proc: psutil.Process) -> ProcessInfo | None:
-    """Everything we may read about one process; None if it has gone."""
-    import psutil
-
-    try:
-        with proc.oneshot():
-            ppid = proc.ppid()
-            name = proc.name()
-            create_time = proc.create_time()
-            user = _safe(proc.username)
-            cmdline = tuple(_safe(proc.cmdline) or ())
-            cwd = _safe(proc.cwd)
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return None
-    except psutil.AccessDenied:
-        return ProcessInfo(pid=proc.pid, ppid=None, name=None, user=None)
-    return ProcessInfo(
-        pid=proc.pid,
-        ppid=ppid,
-        name=name,
-        user=user,
-        cmdline=cmdline,
-        cwd=cwd or None,
-        create_time=create_time,
-        env=_env_markers(proc),
-    )
-
-
-def _safe(getter: Callable[[], _T]) -> _T | None:
-    """A field we may not be allowed to read (cwd of another user) is None, not an error."""
-    import psutil
-
-    try:
-        return getter()
-    except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
-        return None
-
-
-def _psutil_read(pid: int) -> ProcessInfo | None:
-    import psutil
-
-    try:
-        return process_info(psutil.Process(pid))
-    except psutil.Error:
-        return None
-
-
-def _process_reader(backend: str | None) -> Callable[[int], ProcessInfo | None]:
+def _process_reader(
+    backend: str | None, *, cgroups: bool = False
+) -> Callable[[int], ProcessInfo | None]:
     """/proc on Linux (same fields as psutil, ~5x cheaper per process), psutil elsewhere."""
     if _linux_details(backend):
         from portinspect import _linux
 
         with contextlib.suppress(OSError):  # no readable /proc/stat: not a procfs we know
-            return _linux.ProcessReader(ENV_MARKERS).read
-    return _psutil_read
+            return _linux.ProcessReader(ENV_MARKERS, cgroups=cgroups).read
+    from portinspect import _psutil
+
+    return functools.partial(_psutil.read_process, env_keys=ENV_MARKERS)
 
 
-def read_processes(pids: Iterable[int], *, backend: str | None = None) -> dict[int, ProcessInfo]:
+def read_processes(
+    pids: Iterable[int], *, backend: str | None = None, cgroups: bool = False
+) -> dict[int, ProcessInfo]:
     """The given processes and all their ancestors, up to init."""
-    read = _process_reader(backend)
+    read = _process_reader(backend, cgroups=cgroups)
     found: dict[int, ProcessInfo] = {}
     todo = sorted(set(pids))
     while todo:
@@ -256,12 +208,9 @@ def self_lineage(*, backend: str | None = None) -> frozenset[int]:
         from portinspect import _linux
 
         return frozenset(_linux.lineage(os.getpid()))
-    import psutil
+    from portinspect import _psutil
 
-    lineage = {os.getpid()}
-    with contextlib.suppress(psutil.Error):
-        lineage.update(p.pid for p in psutil.Process().parents())
-    return frozenset(lineage)
+    return frozenset(_psutil.lineage(os.getpid()))
 
 
 def _user_names(uids: Iterable[int]) -> dict[int, str]:
@@ -283,17 +232,33 @@ def collect(
     protos: Iterable[Proto] = ALL_PROTOS,
     *,
     backend: str | None = None,
+    complete: bool = False,
 ) -> Snapshot:
     """One snapshot of the listening sockets (optionally only `ports`) and their owners.
+
+    With ports, the holders are those related to the first one found (a quick walk that
+    stops early: `list --port`). complete=True (who, kill) walks every process instead, so
+    a socket passed to an unrelated process is seen too, records for every process which
+    listening ports it holds (Snapshot.held: the app model needs to know a parent's other
+    children serve other ports) and reads the holders' cgroups (systemd units, containers).
 
     backend: "auto" (default), "linux" or "psutil"; the PORTINSPECT_BACKEND
     environment variable chooses too.
     """
     wanted = frozenset(ports) if ports is not None else None
-    sockets, hidden = _backend_sockets(frozenset(protos), wanted, backend)
+    protos = frozenset(protos)
+    if complete and wanted is not None:
+        everything, hidden = _backend_sockets(protos, None, backend)
+        sockets = [s for s in everything if s.port in wanted]
+        held = _held(everything)
+        hidden = any(not s.pids for s in sockets)
+        hidden_ports = frozenset((s.proto, s.port) for s in everything if not s.pids)
+    else:
+        sockets, hidden = _backend_sockets(protos, wanted, backend)
+        held, hidden_ports = {}, frozenset((s.proto, s.port) for s in sockets if not s.pids)
     sockets.sort(key=lambda s: (s.port, s.proto.value, s.family.value, s.address))
     holders = {pid for s in sockets for pid in s.pids}
-    processes = read_processes(holders, backend=backend)
+    processes = read_processes(holders, backend=backend, cgroups=complete)
     live = [s for s in (_without_dead(s, processes) for s in sockets) if s is not None]
     return Snapshot(
         sockets=tuple(live),
@@ -301,7 +266,28 @@ def collect(
         owners_hidden=hidden,
         self_lineage=self_lineage(backend=backend),
         user_names=_user_names(s.uid for s in live if s.uid is not None),
+        held=held,
+        hidden_ports=hidden_ports,
     )
+
+
+def _held(sockets: Iterable[Socket]) -> dict[int, frozenset[PortKey]]:
+    found: dict[int, set[PortKey]] = {}
+    for sock in sockets:
+        for pid in sock.pids:
+            found.setdefault(pid, set()).add((sock.proto, sock.port))
+    return {pid: frozenset(ports) for pid, ports in found.items()}
+
+
+def with_subtrees(
+    snapshot: Snapshot, roots: Iterable[int], *, backend: str | None = None
+) -> Snapshot:
+    """The snapshot with every descendant of `roots` added to its processes (who, kill)."""
+    processes = dict(snapshot.processes)
+    for root in sorted(set(roots)):
+        for pid, info in process_tree(root, backend=backend, cgroups=True).items():
+            processes.setdefault(pid, info)
+    return replace(snapshot, processes=processes)
 
 
 def _without_dead(sock: Socket, processes: Mapping[int, ProcessInfo]) -> Socket | None:
@@ -324,23 +310,29 @@ def read_source(path: str) -> str | None:
         return None
 
 
-def process_tree(root: int, *, backend: str | None = None) -> dict[int, ProcessInfo]:
-    """The root process and all its descendants (the app tree `who` shows and `kill` stops)."""
+def process_tree(
+    root: int, *, backend: str | None = None, cgroups: bool = False
+) -> dict[int, ProcessInfo]:
+    """The root process and all its descendants."""
     if _linux_details(backend):
         from portinspect import _linux
 
         with contextlib.suppress(OSError):  # without CONFIG_PROC_CHILDREN psutil does it
-            return _linux.process_tree(root, ENV_MARKERS)
-    import psutil
+            return _linux.process_tree(root, ENV_MARKERS, cgroups=cgroups)
+    from portinspect import _psutil
 
-    try:
-        top = psutil.Process(root)
-        members = [top, *top.children(recursive=True)]
-    except psutil.Error:
-        return {}
-    tree: dict[int, ProcessInfo] = {}
-    for proc in members:
-        info = process_info(proc)
-        if info is not None:
-            tree[info.pid] = info
-    return tree
+    return _psutil.process_tree(root, ENV_MARKERS)
+
+
+def container_proxies(port: int) -> tuple[ProcessInfo, ...]:
+    """docker-proxy and rootless forwarders that name `port` on their command line."""
+    from portinspect import _psutil
+    from portinspect.frameworks import container_proxy
+
+    found: list[ProcessInfo] = []
+    for pid, cmdline in _psutil.command_lines():
+        info = ProcessInfo(pid=pid, ppid=None, name=None, user=None, cmdline=cmdline)
+        proxy = container_proxy(info)
+        if proxy is not None and proxy["host_port"] == port:
+            found.append(info)
+    return tuple(found)

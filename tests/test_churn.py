@@ -273,11 +273,11 @@ class ProcFaults:
 def _everything_about(port: int) -> list[dict[str, Any]]:
     """What list, who and their renderers make of the port; none of it may raise."""
     listeners = api.scan(port)
-    trees = api.app_trees(listeners)
     render.list_table(listeners)
-    if listeners:
-        render.who_report(port, listeners, trees)
-    render.envelope("who", 0, {"apps": render.apps_json(listeners, trees)})
+    view = api.port_view(port)
+    if view.listeners:
+        render.who_report(view)
+    render.envelope("who", 0, {"apps": [render.app_json(app) for app in view.apps]})
     return [li.to_dict() for li in listeners]
 
 

@@ -128,7 +128,7 @@ def test_who_describes_the_holder_and_how_to_stop_it() -> None:
     assert code == 0
     assert f"Port {port}" in out
     assert f"127.0.0.1:{port}" in out and "loopback only" in out
-    assert f"app root:  pid {os.getpid()}" in out
+    assert f"app top:   pid {os.getpid()}" in out
     assert f"portinspect kill {port}" in out
 
 

@@ -137,8 +137,10 @@ def test_socket_shared_with_a_forked_child_has_both_holders(backend: str) -> Non
         with forked_holders() as [child]:
             li = _only(scan(port, backend=backend), port)
     assert {h.process.pid for h in li.holders} == {os.getpid(), child}
-    # The parent is the top of the tree, so it comes first.
-    assert li.pid == os.getpid()
+    # The parent is this very process, portinspect's own lineage, which the app model never
+    # takes in: the fork is the app, and our copy is an inherited one.
+    assert li.pid == child and li.app_pid == child
+    assert li.roles[os.getpid()] == "inherited"
 
 
 def test_port_filter_returns_only_those_ports(backend: str) -> None:
