@@ -325,8 +325,11 @@ class _Climb:
                 model.processes[c].env.get(k) == "true" for c in children for k in _RELOADER_ENV
             ):
                 return Role.RELOADER
-            if pid in self.holders or sig.workers > 1 or sig.server in fw.PREFORK:
-                return Role.MASTER
+            same_server = sig.server is not None and any(
+                model.sig(c).server == sig.server for c in children
+            )
+            if pid in self.holders or sig.workers > 1 or sig.server in fw.PREFORK or same_server:
+                return Role.MASTER  # its workers share the socket, or serve as copies of it
             return Role.SUPERVISOR
         if sig.kind == fw.KIND_SERVER and pid in self.holders and (sig.reloads or sig.workers > 1):
             # A uvicorn --reload/--workers parent whose children are gone still holds the port.
@@ -497,6 +500,9 @@ def manager_of(model: AppModel, top: ProcessInfo, boundary: Boundary) -> Manager
     if above is not None:
         row = fw.manager_row(above)
         if row is not None:
+            # honcho runs each service from a forked copy of itself: name the one on top.
+            while (up := model.parent(above.pid)) is not None and fw.manager_row(up) == row:
+                above = up
             return fw.manager_for(row, above, top)
     return fw.cgroup_manager(top)
 

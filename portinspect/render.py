@@ -159,7 +159,7 @@ def _fold(members: Sequence[Member]) -> list[tuple[Member, int]]:
     for member in members:
         info = member.process
         key = (info.ppid, member.role, tuple(a for a in info.cmdline if a))
-        if key in index and member.depth > 0 and not member.holds:
+        if key in index and member.depth > 0:
             first, more = shown[index[key]]
             shown[index[key]] = (first, more + 1)
             continue
@@ -215,6 +215,13 @@ def stop_advice(view: PortView, udp_only: bool) -> str:
     port = view.port
     command = f"portinspect kill {'--udp ' if udp_only else ''}{port}"
     apps = [a for a in view.apps if not a.leaked]
+    leaked = [a for a in view.apps if a.leaked]
+    if leaked:
+        holder = who(leaked[0].members[0].process)
+        return (
+            f"not with portinspect: {holder} holds an inherited copy of the socket and is never "
+            "signalled; the port stays held until it closes that copy or exits"
+        )
     if not apps:
         return ""
     manager = next((a.manager for a in apps if a.manager is not None), None)
@@ -637,6 +644,8 @@ def _managed(outcome: KillOutcome) -> str:
     if outcome.respawned:
         after = "it was freed, then " if outcome.freed_after is not None else ""
         happened = f"{after}{manager.kind} started it again as {pids(outcome.respawned)}"
+    elif outcome.free:
+        happened = f"it is free for now, but {manager.kind} restarts what it runs"
     else:
         happened = "it is still held after the graceful step"
     stop = (

@@ -242,6 +242,13 @@ def _kill_one(port: int, was_listening: bool, opts: _Options) -> KillOutcome:
 
 
 def _status(plan: KillPlan, trace: KillTrace) -> KillStatus:
+    """FREED only for a port nothing takes back: a manager that restarts what it runs by
+    default (supervisord, pm2) makes the port MANAGED even when its restart comes after the
+    watch (supervisord's backoff grows with each restart); one that may (a systemd unit, a
+    container) is judged by what the watch saw."""
+    manager = plan.manager
+    if manager is not None and manager.restarts is True:
+        return KillStatus.MANAGED
     if trace.free and not (plan.managed and trace.retaken):
         return KillStatus.FREED
     if plan.managed:
