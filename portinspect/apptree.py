@@ -124,10 +124,10 @@ class AppModel:
         holders = tuple(sorted({p for s in sockets for p in s.pids if p in self.processes}))
         if not holders:
             return ()
+        focus = frozenset((s.proto, s.port) for s in sockets)
         key = (holders, trees)
         found = self._apps.get(key)
         if found is None:
-            focus = frozenset((s.proto, s.port) for s in sockets)
             found = self._apps[key] = _Climb(self, frozenset(holders), focus).apps(trees)
         return found
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from portinspect.apptree import AppModel, SourceReader, roles_of
 from portinspect.data import read_text
-from portinspect.models import Holder, Listener, PortRange, Proto, Snapshot, Socket
+from portinspect.models import App, Holder, Listener, PortRange, Proto, Role, Snapshot, Socket
 
 # IANA's suggested dynamic range (RFC 6335), also Windows' default since Vista and
 # macOS's default. Used when the OS will not tell us its own.
@@ -120,19 +122,43 @@ def is_exposed(address: str) -> bool:
     return not ip.is_loopback
 
 
+@dataclass(frozen=True, slots=True)
+class _Owners:
+    """What every socket held by the same processes shares: holders in order, roles, app."""
+
+    holders: tuple[Holder, ...]
+    roles: Mapping[int, Role]
+    main: App | None
+
+
+def _owners(sock: Socket, model: AppModel) -> _Owners:
+    processes = model.processes
+    apps = model.apps([sock])
+    roles = roles_of(apps)
+    order = [m.process.pid for app in apps for m in app.members if m.holds]
+    seen = set(order)
+    order += sorted(p for p in sock.pids if p in processes and p not in seen)
+    holders = tuple(Holder(processes[pid], roles.get(pid)) for pid in order)
+    return _Owners(holders, roles, apps[0] if apps else None)
+
+
 def classify_socket(
     sock: Socket,
     model: AppModel,
     ephemeral_bounds: tuple[int, int] | None = None,
+    owners: dict[tuple[int, ...], _Owners] | None = None,
 ) -> Listener:
-    """One socket with its holders (the main app's top first), range, service and exposure."""
-    processes = model.processes
-    apps = model.apps([sock])
-    main = apps[0] if apps else None
-    roles = roles_of(apps)
-    order = [m.process.pid for app in apps for m in app.members if m.holds]
-    order += sorted(p for p in sock.pids if p in processes and p not in order)
-    holders = tuple(Holder(processes[pid], roles.get(pid)) for pid in order)
+    """One socket with its holders (the main app's top first), range, service and exposure.
+
+    owners: what was worked out for earlier sockets held by the same processes (a server with
+    5000 sockets is one app: the holders and roles are built once, not per socket).
+    """
+    found = owners.get(sock.pids) if owners is not None else None
+    if found is None:
+        found = _owners(sock, model)
+        if owners is not None:
+            owners[sock.pids] = found
+    holders, main = found.holders, found.main
     user = holders[0].process.user if holders else None
     if user is None and sock.uid is not None:
         user = model.snapshot.user_names.get(sock.uid)
@@ -152,7 +178,7 @@ def classify_socket(
         framework=main.framework if main else None,
         server=main.server if main else None,
         app_pid=main.top if main else None,
-        roles=roles,
+        roles=found.roles,
     )
 
 
@@ -172,4 +198,5 @@ def classify(
     if model is None:
         reader = functools.cache(read_source) if read_source is not None else None
         model = AppModel(snapshot, reader)
-    return [classify_socket(s, model, bounds) for s in snapshot.sockets]
+    owners: dict[tuple[int, ...], _Owners] = {}
+    return [classify_socket(s, model, bounds, owners) for s in snapshot.sockets]

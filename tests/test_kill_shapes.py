@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -333,19 +334,22 @@ def test_tmux_server_holding_a_leaked_descriptor(
     leak = (
         "import os, socket, sys, time\n"
         "s = socket.socket()\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
         "s.bind(('127.0.0.1', int(sys.argv[1])))\n"
         "s.listen()\n"
         "s.set_inheritable(True)\n"
         "tmux = ['tmux', '-L', sys.argv[2], 'new-session', '-d', 'sleep 600']\n"
-        "os.spawnvp(os.P_WAIT, 'tmux', tmux)\n"
-        "print(os.getpid(), flush=True)\n"
+        "print(os.spawnvp(os.P_WAIT, 'tmux', tmux), flush=True)\n"
         "while True:\n"
         "    time.sleep(60)\n"
     )
-    env = {**os.environ, "TMUX_TMPDIR": str(tmp_path)}
+    # A short directory: tmux's socket path must fit a sockaddr_un (108 bytes), and pytest's
+    # tmp_path under xdist does not always.
+    short = Path(tempfile.mkdtemp(prefix="pi-tmux-", dir="/tmp"))
+    env = {**os.environ, "TMUX_TMPDIR": str(short)}
     with started([PY, "-c", leak, str(port), name], env=env) as holder:
         try:
-            holder.line()
+            assert holder.line() == "0", "tmux did not start"
             wait_until(lambda: len(holders(port)) == 2, 10, "the server and tmux")
             [tmux] = holders(port) - {holder.pid}
             holder.record([tmux])
@@ -356,6 +360,7 @@ def test_tmux_server_holding_a_leaked_descriptor(
             assert holders(port) == {holder.pid, tmux}
         finally:
             subprocess.run(["tmux", "-L", name, "kill-server"], env=env, check=False)
+            shutil.rmtree(short, ignore_errors=True)
 
 
 # -- a systemd service, simulated with a real cgroup of that name ------------------------------
