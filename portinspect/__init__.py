@@ -13,9 +13,11 @@ __version__ = "0.1.0"
 
 # The public API is imported on first use (PEP 562): each command of the CLI, and
 # `import portinspect._linux`, load only the modules they need. Importing all of it up
-# front costs psutil, the classifier and the killer to `free` and `list` alike.
+# front costs psutil, the classifier and kill to `free` and `list` alike.
 _EXPORTS = {
     "scan": "api",
+    "run_audit": "api",
+    "AuditReport": "api",
     "find_free_ports": "freeport",
     "kill_port": "kill",
     "WaitResult": "models",
@@ -42,7 +44,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from portinspect.api import scan
+    from portinspect.api import AuditReport, run_audit, scan
     from portinspect.errors import (
         ExitStatus,
         NoFreePortError,
@@ -88,6 +90,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AuditReport",
     "ExitStatus",
     "Family",
     "Holder",
@@ -111,6 +114,7 @@ __all__ = [
     "__version__",
     "find_free_ports",
     "kill_port",
+    "run_audit",
     "scan",
     "wait_for",
 ]

@@ -40,23 +40,57 @@ def _end(code: object) -> NoReturn:
     if code is None or isinstance(code, int):
         status = code or 0
     else:  # sys.exit("message")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             sys.stderr.write(f"{code}\n")
         status = 1
     atexit._run_exitfuncs()  # the call Py_Finalize makes first
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: closed before we started
+            sys.stdout.flush()
     except BrokenPipeError:
         _stdout_closed()
     except (OSError, ValueError):
         status = status or 1
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         sys.stderr.flush()
     os._exit(status)
 
 
+# The standard fds that were closed when we started, now on /dev/null.
+_FILLED: list[int] = []
+
+
+def _open_std_fds() -> None:
+    """Put /dev/null on fds 0-2 when the caller closed them (`>&-`, `2>&-`).
+
+    Else the next file we open (a netlink socket, a lease file) would get the lowest free
+    number, 1 or 2, and anything written to "stdout" or "stderr" below Python (a C library,
+    a child) would land in it. Python has already seen them closed: sys.stdout or sys.stderr
+    stays None, which is how the CLI knows its output has nowhere to go.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+                _FILLED.append(fd)
+
+
+def reclose_std_fds() -> None:
+    """Close again the fds _open_std_fds filled: before exec'ing a command (`wait -- CMD`),
+    which must find them closed, as the user left them."""
+    while _FILLED:
+        with contextlib.suppress(OSError):
+            os.close(_FILLED.pop())
+
+
 def _main(argv: Sequence[str] | None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
+    _open_std_fds()
     try:
         from portinspect import cli
 
@@ -81,7 +115,8 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
 
 
 def _fail(args: Sequence[str], code: int, message: str) -> NoReturn:
-    with contextlib.suppress(OSError):
+    # AttributeError: a stream closed before we started is None.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         sys.stderr.write(f"portinspect: {message}\n")
     if "--json" in args:
         # render.envelope's document, written by hand: render may be what failed to import.
@@ -95,7 +130,7 @@ def _fail(args: Sequence[str], code: int, message: str) -> NoReturn:
             "error": {"message": message},
             "warnings": [],
         }
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")
             sys.stdout.flush()
     sys.exit(code)
@@ -109,7 +144,7 @@ def _stdout_closed() -> NoReturn:
     for any other tool, and `set -o pipefail` treats portinspect like the rest of the pipe.
     """
     # Else the interpreter's last flush would print "Exception ignored ... BrokenPipeError".
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if hasattr(os, "kill") and sys.platform != "win32":
         import signal

@@ -19,9 +19,13 @@ import errno
 import os
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from portinspect.models import Family, ProcessInfo, Proto, Socket
+from portinspect.models import Family, InterfaceAddress, ProcessInfo, Proto, Socket
+
+# Turns the marker variables read from a process's environment into what may be kept (a token
+# becomes "set" or "empty"): applied as each environment is parsed, before anything else sees it.
+EnvReducer = Callable[[dict[str, str]], dict[str, str]]
 
 # (proto, family, address, port, uid, inode): a socket before we know its holders.
 _Entry = tuple[Proto, Family, str, int, int, int | None]
@@ -36,6 +40,12 @@ _IPPROTO = {Proto.TCP: 6, Proto.UDP: 17}
 _TCP_LISTEN = 10
 _TCP_CLOSE = 7
 _WANTED_STATE = {Proto.TCP: _TCP_LISTEN, Proto.UDP: _TCP_CLOSE}
+# Linux 6.8 (commit 91051f003948) lets a TCP dump ask for sockets that are bound and neither
+# listening nor connected: the pseudo-state TCP_BOUND_INACTIVE. The kernel then walks its bind
+# hash, and reports such a socket with state TCP_CLOSE (6.8-6.18 measured: 7, never 13). Older
+# kernels ignore the bit, but walk the established hash for it: it is only asked for from 6.8.
+_TCP_BOUND_INACTIVE = 13
+_BOUND_SINCE = (6, 8)
 
 # --- netlink sock_diag (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h) ---------------
 _NETLINK_SOCK_DIAG = 4
@@ -67,6 +77,7 @@ _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 _ADDR_REQUEST = struct.Struct("=IHHII B7x")
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
+_IFA_LABEL = 3
 
 # A dump skb is capped at 32 KiB by the kernel (netlink_dump); twice that never truncates,
 # and MSG_TRUNC would tell us if it did.
@@ -112,6 +123,47 @@ def listening_port_numbers(protos: frozenset[Proto]) -> set[int]:
     takes 17 ms where building a Socket per entry and grouping them took 31 ms.
     """
     return {entry[3] for entry in _sockets(protos)}
+
+
+def can_see_bound_sockets() -> bool:
+    """Whether this kernel reports TCP sockets that are bound and not listening (6.8+)."""
+    # "6.18.44-fc-v669", "6.8.0-rc1+": the first two numbers.
+    major, _, rest = os.uname().release.partition(".")
+    minor = rest.split(".", 1)[0].split("-", 1)[0].rstrip("+")
+    return major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= _BOUND_SINCE
+
+
+def taken_port_numbers(protos: frozenset[Proto]) -> tuple[set[int], dict[int, int]]:
+    """(ports with a listener, {port: uid} of TCP sockets bound but not listening), any user.
+
+    What `free` must not hand out. A socket bound with SO_REUSEADDR and not listening passes
+    a bind probe that sets SO_REUSEADDR too, and its owner may listen on it a moment later:
+    only the kernel's table shows it, from Linux 6.8, with the LISTEN walk in the same dump
+    (per family 0.03 ms idle without it, 0.25-1 ms with it: the kernel walks every bind-hash
+    bucket, 64k here, and every bound socket, connected ones too). Netlink only:
+    /proc/net/tcp does not list such sockets.
+    """
+    bound: dict[int, int] = {}
+    if Proto.TCP not in protos or not can_see_bound_sockets():
+        return listening_port_numbers(protos), bound
+    try:
+        sock = _netlink_socket()
+    except OSError:
+        return listening_port_numbers(protos), bound
+    entries: list[_Entry] = []
+    try:
+        for proto in sorted(protos):
+            for af, family in _FAMILIES:
+                try:
+                    if proto is Proto.TCP:
+                        entries += _dump(sock, proto, af, family, bound_into=bound)
+                    else:
+                        entries += _dump(sock, proto, af, family)
+                except OSError:
+                    entries += _parse_proc_net(proto, family)
+    finally:
+        sock.close()
+    return {entry[3] for entry in entries}, bound
 
 
 def listening_inodes(protos: frozenset[Proto]) -> list[tuple[int, int | None]]:
@@ -169,21 +221,36 @@ def _netlink_socket() -> _socket.socket:
     return sock
 
 
-def _dump(sock: _socket.socket, proto: Proto, af: int, family: Family) -> list[_Entry]:
+def _dump(
+    sock: _socket.socket,
+    proto: Proto,
+    af: int,
+    family: Family,
+    bound_into: dict[int, int] | None = None,
+) -> list[_Entry]:
     """One SOCK_DIAG_BY_FAMILY dump, filtered by the kernel on the one state we want.
 
     Only the LISTEN bit for TCP: adding CLOSE (as `ss -l` does) makes the kernel walk the
     whole established hash for nothing (10 ms vs 22 ms at 30k connections, perf.md §7).
+    With bound_into (TCP, Linux 6.8+), the bound-but-inactive sockets too: their
+    port -> uid goes there, the listeners are returned as usual.
     """
-    return [entry for entry, _, _, _ in _diag_messages(sock, proto, af, family)]
+    return [entry for entry, _, _, _ in _diag_messages(sock, proto, af, family, bound_into)]
 
 
 def _diag_messages(
-    sock: _socket.socket, proto: Proto, af: int, family: Family
+    sock: _socket.socket,
+    proto: Proto,
+    af: int,
+    family: Family,
+    bound_into: dict[int, int] | None = None,
 ) -> Iterator[tuple[_Entry, bytearray, int, int]]:
     """Each socket of one dump: its entry, and where its attributes lie in the buffer (valid
-    until the next item is taken)."""
+    until the next item is taken). Bound-but-inactive sockets go to bound_into, if given."""
     state = _WANTED_STATE[proto]
+    states = 1 << state
+    if bound_into is not None:
+        states |= 1 << _TCP_BOUND_INACTIVE
     seq = af << 8 | _IPPROTO[proto]
     sock.send(
         _REQUEST.pack(
@@ -195,7 +262,7 @@ def _diag_messages(
             af,
             _IPPROTO[proto],
             0,
-            1 << state,
+            states,
         )
     )
     for buf, body, end in _netlink_messages(sock, seq, _SOCK_DIAG_BY_FAMILY, _DIAG_MSG.size):
@@ -205,6 +272,13 @@ def _diag_messages(
             port = int.from_bytes(sport, "big")
             entry = (proto, family, address, port, uid, inode or None)
             yield entry, buf, body + _DIAG_MSG.size, end
+        elif (
+            bound_into is not None
+            and msg_family == af
+            and msg_state in (_TCP_CLOSE, _TCP_BOUND_INACTIVE)
+            and sport != _NO_PORT
+        ):
+            bound_into.setdefault(int.from_bytes(sport, "big"), uid)
 
 
 def _netlink_messages(
@@ -298,8 +372,9 @@ def _v6only(buf: bytearray, start: int, end: int) -> bool | None:
     return None
 
 
-def interface_addresses() -> set[str]:
-    """The IP addresses of this machine's interfaces (RTM_GETADDR), loopback's included.
+def interface_addresses() -> list[InterfaceAddress]:
+    """Every address of this machine's interfaces (RTM_GETADDR), loopback's included, with the
+    interface it belongs to (IFA_LABEL for IPv4, the interface index's name for IPv6).
 
     IFA_LOCAL is the address of this end where it differs from IFA_ADDRESS (the peer of a
     point-to-point link), so it wins when both are there.
@@ -307,7 +382,7 @@ def interface_addresses() -> set[str]:
     sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM, _NETLINK_ROUTE)
     sock.settimeout(_NETLINK_TIMEOUT)
     seq = 1
-    found: set[str] = set()
+    found: list[InterfaceAddress] = []
     try:
         sock.send(
             _ADDR_REQUEST.pack(
@@ -315,20 +390,34 @@ def interface_addresses() -> set[str]:
             )
         )
         for buf, body, end in _netlink_messages(sock, seq, _RTM_NEWADDR, _IFADDRMSG.size):
-            af = buf[body]
+            af, _prefix, _flags, _scope, index = _IFADDRMSG.unpack_from(buf, body)
             size = {_AF_INET: 4, _AF_INET6: 16}.get(af)
             if size is None:
                 continue
-            addresses: dict[int, bytes] = {}
+            attrs: dict[int, bytes] = {}
             for kind, data, data_end in _attributes(buf, body + _IFADDRMSG.size, end):
                 if kind in (_IFA_ADDRESS, _IFA_LOCAL) and data_end - data == size:
-                    addresses[kind] = bytes(buf[data:data_end])
-            raw = addresses.get(_IFA_LOCAL) or addresses.get(_IFA_ADDRESS)
+                    attrs[kind] = bytes(buf[data:data_end])
+                elif kind == _IFA_LABEL:
+                    attrs[kind] = bytes(buf[data:data_end]).split(b"\0", 1)[0]
+            raw = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
             if raw is not None:
-                found.add(_socket.inet_ntop(af, raw))
+                address = _socket.inet_ntop(af, raw)
+                family = Family.IPV4 if af == _AF_INET else Family.IPV6
+                found.append(InterfaceAddress(_interface_name(attrs, index), family, address))
     finally:
         sock.close()
     return found
+
+
+def _interface_name(attrs: dict[int, bytes], index: int) -> str:
+    label = attrs.get(_IFA_LABEL, b"").decode(_FS_ENCODING, _FS_ERRORS)
+    if label:
+        return label
+    try:
+        return _socket.if_indextoname(index)
+    except OSError:  # the interface went away since the dump
+        return str(index)
 
 
 def _raise_if_error(code: int) -> None:
@@ -401,10 +490,17 @@ def _read(path: str) -> bytes:
 
 
 _SMALL = 1 << 14
+# What one process may make us read and keep. The kernel lets argv and the environment reach
+# 6 MiB each (3/4 of the 8 MiB stack limit), and a user may start a thousand such listeners:
+# the command line is kept for every holder, so it is cut at 256 KiB (one argument alone may
+# be 128 KiB); the environment is only searched for a few markers, then dropped.
+ARGV_LIMIT = 256 * 1024
+ENVIRON_LIMIT = 1024 * 1024
+_PROC_FILE_LIMIT = 1024 * 1024  # stat, status, children: kilobytes in practice
 
 
-def _read_small(path: str) -> bytes:
-    """A per-process /proc file (stat, status, cmdline, environ, children).
+def _read_small(path: str, limit: int = _PROC_FILE_LIMIT) -> bytes:
+    """A per-process /proc file (stat, status, cmdline, environ, children), at most limit bytes.
 
     These answer a read with all they have, up to the size asked, so a short read is the end
     and the empty read _read() ends on is one syscall too many (4 per process listed).
@@ -412,12 +508,14 @@ def _read_small(path: str) -> bytes:
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, _SMALL)
-        if len(data) < _SMALL:
+        data = os.read(fd, min(_SMALL, limit))
+        if len(data) < _SMALL or len(data) >= limit:
             return data
         chunks = [data]
-        while chunk := os.read(fd, 1 << 17):
+        left = limit - len(data)
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 17))):
             chunks.append(chunk)
+            left -= len(chunk)
     finally:
         os.close(fd)
     return b"".join(chunks)
@@ -721,16 +819,17 @@ def _text(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-def _argv(data: bytes) -> tuple[str, ...]:
+def _argv(data: bytes, *, cut: bool = False) -> tuple[str, ...]:
     """psutil's cmdline(): NUL-separated, or space-separated after a setproctitle().
 
     One departure: "\r" stays "\r". psutil's text-mode read turns it into "\n", and the
-    JSON output must carry an argument as the process has it.
+    JSON output must carry an argument as the process has it. cut: the read stopped at
+    ARGV_LIMIT, so the data does not end where the command line does.
     """
     if not data:
         return ()
     text = data.decode(_FS_ENCODING, _FS_ERRORS)
-    sep = "\0" if text.endswith("\0") else " "
+    sep = "\0" if text.endswith("\0") or (cut and "\0" in text) else " "
     if text.endswith(sep):
         text = text[:-1]
     args = text.split(sep)
@@ -778,8 +877,15 @@ def boot_time() -> float:
 class ProcessReader:
     """Reads ProcessInfo for pids as psutil would, caching user names and the boot time."""
 
-    def __init__(self, env_keys: Iterable[str] = (), *, cgroups: bool = False) -> None:
+    def __init__(
+        self,
+        env_keys: Iterable[str] = (),
+        reduce_env: EnvReducer | None = None,
+        *,
+        cgroups: bool = False,
+    ) -> None:
         self.env_keys = tuple(env_keys)
+        self._reduce_env = reduce_env
         self.cgroups = cgroups
         self._env_needles = tuple(k.encode() + b"=" for k in self.env_keys)
         self.boot = boot_time()
@@ -801,7 +907,8 @@ class ProcessReader:
         # Most processes carry none of the markers: a substring test skips the parse.
         if not any(needle in data for needle in self._env_needles):
             return {}
-        return _environ(data, self.env_keys)
+        env = _environ(data, self.env_keys)
+        return self._reduce_env(env) if self._reduce_env is not None and env else env
 
     def read(self, pid: int) -> ProcessInfo | None:
         """One process; None if it has gone. Fields we may not read are None or empty."""
@@ -822,7 +929,8 @@ class ProcessReader:
         except (PermissionError, IndexError):
             user = None
         try:
-            argv = _argv(_read_small(base + "cmdline"))
+            raw = _read_small(base + "cmdline", ARGV_LIMIT)
+            argv = _argv(raw, cut=len(raw) >= ARGV_LIMIT)
         except _GONE:
             return None
         except PermissionError:
@@ -834,7 +942,9 @@ class ProcessReader:
             if full.startswith(name):
                 name = full
         try:
-            env = self._environ(_read_small(base + "environ")) if self.env_keys else {}
+            env = (
+                self._environ(_read_small(base + "environ", ENVIRON_LIMIT)) if self.env_keys else {}
+            )
         except OSError:
             env = {}  # another user's environment needs root
         return ProcessInfo(
@@ -888,7 +998,11 @@ def lineage(pid: int) -> set[int]:
 
 
 def process_tree(
-    root: int, env_keys: Iterable[str] = (), *, cgroups: bool = False
+    root: int,
+    env_keys: Iterable[str] = (),
+    reduce_env: EnvReducer | None = None,
+    *,
+    cgroups: bool = False,
 ) -> dict[int, ProcessInfo]:
     """root and all its descendants, as psutil's children(recursive=True) finds them.
 
@@ -897,7 +1011,7 @@ def process_tree(
     """
     if not _can_list_children():
         raise OSError(errno.ENOSYS, "no /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN)")
-    reader = ProcessReader(env_keys, cgroups=cgroups)
+    reader = ProcessReader(env_keys, reduce_env, cgroups=cgroups)
     tree: dict[int, ProcessInfo] = {}
     todo = [root]
     while todo:
@@ -909,3 +1023,20 @@ def process_tree(
             tree[pid] = info
             todo += _children(pid)
     return tree
+
+
+def command_lines() -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process we may see, kernel threads (no argv) left out.
+
+    One small read per process: `audit` looks for tunnel clients (ssh -R, ngrok...), which hold
+    no listening socket, so the socket walk never meets them.
+    """
+    found = []
+    for pid in _pids():
+        try:
+            argv = _argv(_read_small(f"/proc/{pid}/cmdline"))
+        except _GONE_OR_HIDDEN:
+            continue
+        if argv:
+            found.append((pid, argv))
+    return found

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import psutil
 
-from portinspect.models import Family, ProcessInfo, Proto, Socket
+from portinspect.models import Family, InterfaceAddress, ProcessInfo, Proto, Socket
 
 _T = TypeVar("_T")
 
@@ -153,14 +153,28 @@ def list_sockets(
     return sockets, hidden
 
 
-def interface_addresses() -> set[str]:
-    """The IP addresses of this machine's interfaces, loopback's included."""
-    return {
-        addr.address.split("%")[0]  # an IPv6 link-local address carries its zone
-        for addrs in psutil.net_if_addrs().values()
-        for addr in addrs
-        if addr.family in _FAMILIES
-    }
+def interface_addresses() -> list[InterfaceAddress]:
+    """Every IPv4 and IPv6 address of every interface (getifaddrs)."""
+    found = []
+    for name, addrs in psutil.net_if_addrs().items():
+        for addr in addrs:
+            family = _FAMILIES.get(addr.family)
+            if family is not None and addr.address:
+                found.append(InterfaceAddress(name, family, addr.address.split("%", 1)[0]))
+    return found
+
+
+def command_lines() -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process whose command line we may read."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            argv = tuple(proc.cmdline())
+        except (psutil.Error, OSError):
+            continue  # gone, a zombie, or not ours to read (macOS, Windows)
+        if argv:
+            found.append((proc.pid, argv))
+    return found
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,15 +190,23 @@ def _safe(getter: Callable[[], _T]) -> _T | None:
         return None
 
 
-def _env_markers(proc: psutil.Process, keys: Iterable[str]) -> dict[str, str]:
+EnvReducer = Callable[[dict[str, str]], dict[str, str]]
+
+
+def _env_markers(
+    proc: psutil.Process, keys: Iterable[str], reduce_env: EnvReducer | None
+) -> dict[str, str]:
     try:
         env = proc.environ()
     except (psutil.Error, OSError):
         return {}  # another user's process: env needs root
-    return {k: env[k] for k in keys if k in env}
+    found = {k: env[k] for k in keys if k in env}
+    return reduce_env(found) if reduce_env is not None else found
 
 
-def process_info(proc: psutil.Process, env_keys: Iterable[str] = ()) -> ProcessInfo | None:
+def process_info(
+    proc: psutil.Process, env_keys: Iterable[str] = (), reduce_env: EnvReducer | None = None
+) -> ProcessInfo | None:
     """Everything we may read about one process; None if it has gone."""
     try:
         with proc.oneshot():
@@ -206,13 +228,15 @@ def process_info(proc: psutil.Process, env_keys: Iterable[str] = ()) -> ProcessI
         cmdline=cmdline,
         cwd=cwd or None,
         create_time=create_time,
-        env=_env_markers(proc, env_keys),
+        env=_env_markers(proc, env_keys, reduce_env),
     )
 
 
-def read_process(pid: int, env_keys: Iterable[str] = ()) -> ProcessInfo | None:
+def read_process(
+    pid: int, env_keys: Iterable[str] = (), reduce_env: EnvReducer | None = None
+) -> ProcessInfo | None:
     try:
-        return process_info(psutil.Process(pid), env_keys)
+        return process_info(psutil.Process(pid), env_keys, reduce_env)
     except psutil.Error:
         return None
 
@@ -224,7 +248,9 @@ def lineage(pid: int) -> set[int]:
     return found
 
 
-def process_tree(root: int, env_keys: Iterable[str] = ()) -> dict[int, ProcessInfo]:
+def process_tree(
+    root: int, env_keys: Iterable[str] = (), reduce_env: EnvReducer | None = None
+) -> dict[int, ProcessInfo]:
     try:
         top = psutil.Process(root)
         members = [top, *top.children(recursive=True)]
@@ -232,18 +258,10 @@ def process_tree(root: int, env_keys: Iterable[str] = ()) -> dict[int, ProcessIn
         return {}
     tree: dict[int, ProcessInfo] = {}
     for proc in members:
-        info = process_info(proc, env_keys)
+        info = process_info(proc, env_keys, reduce_env)
         if info is not None:
             tree[info.pid] = info
     return tree
-
-
-def command_lines() -> Iterator[tuple[int, tuple[str, ...]]]:
-    """(pid, cmdline) of every process whose command line we may read."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info.get("cmdline")
-        if cmdline:
-            yield proc.pid, tuple(cmdline)
 
 
 def whoami() -> tuple[str | None, bool]:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from portinspect import apptree, classifier, scanner
+from portinspect import appsource, apptree, classifier, scanner
 from portinspect.inputs import check_ports, check_proto
-from portinspect.models import Listener, PortView, ProcessInfo, Proto, Snapshot
+from portinspect.models import InterfaceAddress, Listener, PortView, ProcessInfo, Proto, Snapshot
+
+if TYPE_CHECKING:
+    from portinspect.audit import Finding
+    from portinspect.tunnels import Tunnel
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +31,10 @@ def scan_result(
 ) -> ScanResult:
     """scan(), and whether some owners were hidden from us."""
     snapshot = scanner.collect(check_ports(ports), check_proto(proto), backend=backend)
-    return ScanResult(classifier.classify(snapshot, scanner.read_source), snapshot.owners_hidden)
+    # One deadline for every app module the recognition step reads (appsource.py).
+    with appsource.SourceReader() as read_source:
+        listeners = classifier.classify(snapshot, read_source)
+    return ScanResult(listeners, snapshot.owners_hidden)
 
 
 def scan(
@@ -95,3 +103,92 @@ def _subtree_roots(snapshot: Snapshot) -> set[int]:
             parent = processes.get(parent.ppid or 0)
         roots.add(top)
     return roots
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What `audit` found: every way in, worst first, and the facts it was judged from."""
+
+    findings: list[Finding]
+    interfaces: list[InterfaceAddress]
+    tunnels: list[Tunnel]
+    owners_hidden: bool
+    probed: bool  # --probe ran: each probe-able finding got at most one loopback request
+
+
+def run_audit(
+    ports: int | Iterable[int] | None = None,
+    *,
+    probe: bool = False,
+    include_loopback: bool = False,
+    scanned: ScanResult | None = None,
+    backend: str | None = None,
+) -> AuditReport:
+    """Every way into this machine from outside, worst first (see portinspect.audit).
+
+    ports: only findings about these ports (`who` asks for one). probe: make one HTTP request
+    over loopback per finding that a probe can settle (Jupyter's token, the Werkzeug
+    debugger, Django's DEBUG); never to any other address. include_loopback: list
+    loopback-only listeners too (as info). scanned: a scan of those ports already made
+    (`who`, `list --risk`), so the sockets are not read twice.
+    """
+    from portinspect import audit, dangers
+
+    wanted = check_ports(ports)
+    result = scanned if scanned is not None else scan_result(wanted, backend=backend)
+    listeners = result.listeners
+    tunnels = _tunnels(backend)
+    paths = dangers.script_paths(listeners)
+    sources = {p: text for p in paths if (text := scanner.read_source(p)) is not None}
+    interfaces = scanner.interface_addresses(backend=backend)
+    facts = audit.Facts(
+        listeners,
+        interfaces,
+        tunnels,
+        sources,
+        root=scanner.privileged(),
+        v6only=_v6only(listeners, backend),
+    )
+    findings = audit.assess(facts, include_loopback=include_loopback)
+    if wanted is not None:
+        findings = [f for f in findings if f.port in wanted]
+    if probe:
+        from portinspect.audit_probe import http_get
+
+        results = {request: http_get(request) for request in audit.probes(findings)}
+        findings = audit.apply_probes(findings, results)
+    return AuditReport(findings, interfaces, tunnels, result.owners_hidden, probe)
+
+
+def _tunnels(backend: str | None) -> list[Tunnel]:
+    """Every running tunnel client (ssh -R, ngrok, cloudflared...), with its user."""
+    import os
+
+    from portinspect import tunnels
+    from portinspect.frameworks import parse_command
+
+    found = [
+        tunnel
+        for pid, argv in scanner.command_lines(backend=backend)
+        if pid != os.getpid() and parse_command(argv).program in tunnels.PROGRAMS
+        if (tunnel := tunnels.parse(argv, pid=pid)) is not None
+    ]
+    if not found:
+        return found
+    infos = scanner.read_processes([t.pid for t in found if t.pid is not None], backend=backend)
+    return [replace(t, user=infos[t.pid].user) if t.pid in infos else t for t in found]
+
+
+def _v6only(listeners: Iterable[Listener], backend: str | None) -> dict[tuple[Proto, int], bool]:
+    """For each `::` listener: is it IPv6-only? One more netlink dump (on Linux) of its ports, so
+    `::` on a dual-stack socket is reachable on IPv4 addresses too, and on an IPv6-only one not."""
+    wild = {(li.proto, li.port) for li in listeners if li.address == "::"}
+    if not wild:
+        return {}
+    protos = {proto for proto, _ in wild}
+    sockets = scanner.listening_addresses(protos, {port for _, port in wild}, backend=backend)
+    return {
+        (s.proto, s.port): s.v6only
+        for s in sockets
+        if s.address == "::" and s.v6only is not None and (s.proto, s.port) in wild
+    }

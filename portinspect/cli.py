@@ -8,11 +8,13 @@ errors on stderr, one line per error, and the exit codes of errors.ExitStatus.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, NoReturn
@@ -74,10 +76,18 @@ class Output:
 
 
 def _say(text: str) -> None:
-    # A reader of stderr that went away (`kill 8000 2>&1 | head -1`) must not stop a command
-    # half-way: kill goes on escalating, and its result still goes to stdout.
-    with contextlib.suppress(OSError):
-        sys.stderr.write(f"portinspect: {text}\n")
+    """One line on stderr, cleaned: it may carry a path, a name or a value from outside.
+
+    A stderr that is closed (`2>&-`: sys.stderr is None), full or whose reader went away
+    (`kill 8000 2>&1 | head -1`) must not stop a command half-way: kill goes on escalating,
+    and its result still goes to stdout.
+    """
+    stream = sys.stderr
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(f"portinspect: {render.clean(text)}\n")
+        stream.flush()
 
 
 # In JSON strings these go out as \uXXXX escapes, which every parser reads back as the same
@@ -97,7 +107,13 @@ def _json_escape(match: re.Match[str]) -> str:
 
 
 def _write(text: str, *, as_json: bool) -> None:
-    """One write to stdout that a hostile process title cannot break or turn into escapes."""
+    """One write to stdout that a hostile process title cannot break or turn into escapes.
+
+    Raises OSError when stdout cannot take it: EBADF when it was closed before we started
+    (`>&-`), ENOSPC (`>/dev/full`), EPIPE (BrokenPipeError) when its reader went away.
+    """
+    if sys.stdout is None:
+        raise OSError(errno.EBADF, "it is closed")
     if as_json and (not text.isascii() or "\x7f" in text):
         text = _JSON_UNSAFE.sub(_json_escape, text)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
@@ -175,11 +191,22 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
         if outcome.undo is not None:
             with _interrupts.held():
                 outcome.undo()
-        if not isinstance(exc, KeyboardInterrupt):
-            raise  # a closed stdout: the entry point ends the process as SIGPIPE would
-        # Part of the output may be out already: no second JSON document after it.
-        _say("interrupted")
-        return ExitStatus.INTERRUPTED
+        if isinstance(exc, KeyboardInterrupt):
+            # Part of the output may be out already: no second JSON document after it.
+            _say("interrupted")
+            return ExitStatus.INTERRUPTED
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            return _unwritten(outcome.status, exc)
+        raise  # EPIPE: the entry point ends the process as SIGPIPE would
+
+
+def _unwritten(status: ExitStatus, exc: OSError) -> int:
+    """stdout closed, full or failing: the work is done (kill finished, free gave its leases
+    back), the result is lost. Say so; a failure the command already had keeps its code,
+    a success becomes exit 1, as `ls` and `rm -v` do when they cannot write."""
+    reason = exc.strerror or str(exc)
+    _say(f"cannot write the result to stdout: {reason.lower()}")
+    return int(status) if status != ExitStatus.OK else int(ExitStatus.ERROR)
 
 
 class _Interrupted(Exception):
@@ -250,7 +277,7 @@ class _OneLineErrors(_typer_lean.LeanParams, TyperGroup):
 app = typer.Typer(
     cls=_OneLineErrors,
     name="portinspect",
-    help="What is on a port, and how do I get it back? List, diagnose, free, kill and wait.",
+    help="What is on a port, and how do I get it back? List, diagnose, free, kill, wait, audit.",
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -265,7 +292,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on st
 
 def _version(value: bool) -> None:
     if value:
-        _write(f"portinspect {__version__}", as_json=False)
+        try:
+            _write(f"portinspect {__version__}", as_json=False)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise typer.Exit(_unwritten(ExitStatus.OK, exc)) from None
         raise typer.Exit(0)
 
 
@@ -284,6 +316,9 @@ def _global(
     ] = False,
 ) -> None:
     _state.debug = debug or _debug_from_env()
+    from portinspect.scanner import check_backend
+
+    check_backend()
 
 
 def _output(as_json: bool, quiet: bool) -> Output:
@@ -300,6 +335,9 @@ def list_command(
     exposed: Annotated[
         bool, typer.Option("--exposed", help="Only sockets reachable beyond loopback.")
     ] = False,
+    risk: Annotated[
+        bool, typer.Option("--risk", help="Add the audit's level for each port (RISK column).")
+    ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
@@ -309,6 +347,7 @@ def list_command(
         ports = parse_port_spec(port) if port is not None else None
         result = api.scan_result(ports, proto)
         listeners = [li for li in result.listeners if li.exposed or not exposed]
+        risks = _risks(result) if risk else None
         warnings = [_hidden_owners_warning()] if result.owners_hidden else []
         status = ExitStatus.OK
         error = None
@@ -317,15 +356,26 @@ def list_command(
             status, error = ExitStatus.NOT_LISTENING, f"nothing is listening on port {shown}"
         # Only the output asked for: the table costs 140 ms at 5000 listeners (+50 ms to import
         # tabulate), the JSON dicts 17 ms.
+        rows = [li.to_dict() for li in listeners] if as_json else []
+        if risks is not None:
+            rows = [{**row, "risk": risks.get((row["proto"], row["port"]))} for row in rows]
         return Outcome(
             status,
-            {"listeners": [li.to_dict() for li in listeners]} if as_json else {},
-            human=render.list_table(listeners) if error is None and not as_json else "",
+            {"listeners": rows} if as_json else {},
+            human=render.list_table(listeners, risks) if error is None and not as_json else "",
             warnings=warnings,
             error=error,
         )
 
     return _run("list", _output(as_json, quiet), body)
+
+
+def _risks(result: api.ScanResult) -> dict[tuple[str, int], str]:
+    """(proto, port) -> the audit's worst level there (`list --risk`), from the same scan."""
+    from portinspect import audit
+
+    report = api.run_audit(include_loopback=True, scanned=result)
+    return {key: level.value for key, level in audit.worst_by_port(report.findings).items()}
 
 
 @app.command("who", cls=_typer_lean.LeanCommand)
@@ -343,13 +393,21 @@ def who_command(
         if not listeners:
             raise NotListeningError(f"nothing is listening on port {number}", port=number)
         udp_only = all(li.proto.value == "udp" for li in listeners)
+        # The audit's verdict for this port: exposure, tunnels, containers (loopback included).
+        scanned = api.ScanResult(list(listeners), view.snapshot.owners_hidden)
+        findings = api.run_audit(number, include_loopback=True, scanned=scanned).findings
         payload = {
             "port": number,
             "listeners": [li.to_dict() for li in listeners],
             "apps": [render.app_json(app) for app in view.apps],
             "stop": f"portinspect kill {'--udp ' if udp_only else ''}{number}",
+            "audit": [f.to_dict() for f in findings],
         }
-        outcome = Outcome(ExitStatus.OK, payload, human=render.who_report(view))
+        human = render.who_report(view)
+        verdict = render.audit_verdict(findings)
+        if verdict:
+            human += "\n\n" + "\n".join(verdict)
+        outcome = Outcome(ExitStatus.OK, payload, human=human)
         if all(li.owner_hidden for li in listeners):
             user = render.clean(listeners[0].user) or "another user"
             if render.is_root():
@@ -475,8 +533,9 @@ def _run_command(argv: list[str]) -> int:
     to it are its own, and no process of ours stays in between. No shell: argv as given."""
     import signal
 
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # None: closed at start
         sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         sys.stderr.flush()
     if sys.platform == "win32":  # exec there starts a new process and ends this one early
         import subprocess
@@ -487,6 +546,9 @@ def _run_command(argv: list[str]) -> int:
     for name in ("SIGPIPE", "SIGXFSZ"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
+    from portinspect import _entry
+
+    _entry.reclose_std_fds()  # the command gets its streams as the user left them
     try:
         os.execvp(argv[0], argv)  # noqa: S606 (no shell on purpose: argv as the user gave it)
     except OSError as exc:
@@ -540,11 +602,23 @@ def free_command(
 ) -> int:
     """Print the nearest free port(s), one per line; parallel callers get different ones."""
     from portinspect import freeport
+    from portinspect.errors import UsageError
     from portinspect.inputs import parse_range
 
     def body() -> Outcome:
+        if udp and udp_only:
+            raise UsageError("--udp (TCP and UDP) and --udp-only (UDP alone) exclude each other")
         seconds = freeport.parse_seconds(lease_seconds)
         skips: list[freeport.Skip] = []
+        # A lease directory taken by another user, or a stuck lock: the library warns, the
+        # CLI says it the way it says every warning.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", freeport.LeaseDirWarning)
+            outcome = search(seconds, skips)
+        outcome.warnings += [str(w.message) for w in caught]
+        return outcome
+
+    def search(seconds: float, skips: list[freeport.Skip]) -> Outcome:
         try:
             ports = freeport.find_free_ports(
                 parse_port(near, what="--near") if near is not None else None,
@@ -562,7 +636,7 @@ def free_command(
         except PortInspectError as exc:  # find_free_ports kept no lease
             return Outcome(exc.exit_status, {}, error=str(exc), notes=freeport.explain_lines(skips))
         # The ports are leased: until they are printed, a failure gives them back.
-        give_back = None if no_lease else functools.partial(freeport.release_leases, ports)
+        give_back = None if no_lease else functools.partial(_give_back, ports)
         try:
             lease = None if no_lease else seconds
             payload: dict[str, Any] = {"ports": ports, "lease_seconds": lease}
@@ -580,6 +654,70 @@ def free_command(
     return _run("free", _output(as_json, quiet), body)
 
 
+def _give_back(ports: Sequence[int]) -> None:
+    from portinspect import freeport
+
+    with warnings.catch_warnings():  # said once already, by the search
+        warnings.simplefilter("ignore", freeport.LeaseDirWarning)
+        freeport.release_leases(ports)
+
+
+@app.command("audit", cls=_typer_lean.LeanCommand)
+def audit_command(
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            metavar="LEVEL",
+            help="Exit 9 when a finding is at or above LEVEL: critical, high, medium, info.",
+        ),
+    ] = "high",
+    probe: Annotated[
+        bool,
+        typer.Option("--probe", help="Settle unknowns with one HTTP request over loopback."),
+    ] = False,
+    include_loopback: Annotated[
+        bool, typer.Option("--all", help="Also list loopback-only services (info).")
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """What others can reach on this machine, how dangerous it is, and how to close it."""
+    from portinspect import audit
+    from portinspect.dangers import parse_level
+
+    def body() -> Outcome:
+        level = parse_level(fail_on)
+        report = api.run_audit(probe=probe, include_loopback=include_loopback)
+        failing = audit.at_or_above(report.findings, level)
+        payload: dict[str, Any] = {}
+        if as_json:
+            payload = {
+                "findings": [f.to_dict() for f in report.findings],
+                "fail_on": level.value,
+                "counts": audit.counts(report.findings),
+                "probed": report.probed,
+                "interfaces": [a.to_dict() for a in report.interfaces],
+                "tunnels": [t.to_dict() for t in report.tunnels],
+            }
+        human = render.audit_report(
+            report.findings, level, failing=len(failing), include_loopback=include_loopback
+        )
+        error = None
+        if failing:
+            noun = "finding" if len(failing) == 1 else "findings"
+            error = f"{len(failing)} {noun} at or above --fail-on {level.value}"
+        return Outcome(
+            ExitStatus.FINDINGS if failing else ExitStatus.OK,
+            payload,
+            human=human,
+            warnings=[_hidden_owners_warning()] if report.owners_hidden else [],
+            error=error,
+        )
+
+    return _run("audit", _output(as_json, quiet), body)
+
+
 def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:
     """Each port or range as typed (8000 8000-8010 8000,8080): a range is one request."""
     from portinspect.inputs import parse_range
@@ -592,7 +730,9 @@ def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:
 
 
 def _interactive() -> bool:
-    return sys.stdin.isatty() and sys.stderr.isatty()
+    # None: the stream was closed before we started (`2>&-`); no terminal to ask on then.
+    stdin, stderr = sys.stdin, sys.stderr
+    return stdin is not None and stderr is not None and stdin.isatty() and stderr.isatty()
 
 
 @app.command("kill", cls=_typer_lean.LeanCommand)
@@ -606,7 +746,7 @@ def kill_command(
             metavar="SECONDS",
             help="Seconds of graceful exit before SIGKILL.",
         ),
-    ] = "5",  # killer.DEFAULT_TIMEOUT (tests check they agree)
+    ] = "5",  # kill.DEFAULT_TIMEOUT (tests check they agree)
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Act without asking.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan, signal nothing.")

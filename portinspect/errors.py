@@ -22,6 +22,9 @@ class ExitStatus(IntEnum):
     PERMISSION = 4  # owner hidden, or a process we may not signal
     STILL_HELD = 5  # the port is still held after `kill`
     NO_FREE_PORT = 6  # no free port in the range
+    # `audit` found a way in at or above --fail-on: a verdict, not a failure to run, so it
+    # shares no code with an error (7 and 8 are left free for other commands' outcomes).
+    FINDINGS = 9
     TIMEOUT = 124  # `wait` timed out (the timeout(1) convention)
     CANNOT_RUN = 126  # `wait -- COMMAND`: the command is not executable (the shell's code)
     COMMAND_NOT_FOUND = 127  # `wait -- COMMAND`: no such command (the shell's code)

@@ -1,16 +1,22 @@
 """find_free_ports(): the nearest really free ports, leased so parallel callers never share one.
 
-A candidate goes through four gates, cheapest first:
+A candidate goes through these gates, in order:
 
 1. policy   not privileged (< 1024), not in the OS ephemeral range, not on the browsers'
             unsafe list, unless the caller allows it (pure, no I/O);
-2. scan     no listener on the port on any address, of any user: ONE listing of the
-            listening sockets for the whole search, without the /proc owner walk (0.05 ms
-            on an idle machine, 8-17 ms with 5k listeners);
-3. probe    a bind succeeds on 127.0.0.1, 0.0.0.0, ::1 and :: (each ~9 us, perf.md §8): this
-            catches what a listing cannot see, such as a socket bound but not listening;
-4. lease    an advisory lease file for the port can be created in a per-user directory, so
-            a parallel caller that passed gates 1-3 at the same moment is turned away.
+2. scan     no listener on the port on any address, of any user: ONE dump of the kernel's
+            socket table for the whole search, without the /proc owner walk (0.5 ms on an
+            idle machine, of which 0.45 ms is the kernel walking its bind hash for gate 5;
+            8-17 ms with 5k listeners);
+3. lease    an advisory lease file for the port can be created in a per-user directory
+            (leases.py), so a parallel caller at the same port is turned away. It comes
+            before the probes so that every portinspect caller binds a port only while it
+            holds its lease: a probe socket is then never taken for someone else's (gate 5);
+4. probe    a bind succeeds on 127.0.0.1, 0.0.0.0, ::1 and :: (each ~9 us, perf.md §8);
+5. bound    (Linux 6.8+) no TCP socket bound to the port and not listening, of any user,
+            confirmed by a fresh dump when the first one showed one. The socket table is the
+            authority here: a socket bound with SO_REUSEADDR passes a probe that sets it too.
+A port that fails gate 4 or 5 gives its lease back.
 
 A lease ends when its time is up (DEFAULT_LEASE_SECONDS), as soon as the port has a listener
 (the caller's server bound it), or, for leases taken with release_on_exit, when the process
@@ -19,27 +25,31 @@ that took it has exited. Nothing has to clean up after a caller that died.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import os
-import secrets
 import socket
-import stat
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from portinspect import _interrupts, api, classifier, inputs, scanner
 from portinspect.data import read_text
-from portinspect.errors import NoFreePortError, PortInspectError, UsageError
+from portinspect.errors import NoFreePortError, UsageError
 from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port
+from portinspect.leases import DEFAULT_LEASE_SECONDS as DEFAULT_LEASE_SECONDS
+from portinspect.leases import LEASE_DIR_ENV as LEASE_DIR_ENV
+from portinspect.leases import MAX_LEASE_SECONDS as MAX_LEASE_SECONDS
+from portinspect.leases import Lease as Lease
+from portinspect.leases import LeaseDirError as LeaseDirError
+from portinspect.leases import LeaseDirWarning as LeaseDirWarning
+from portinspect.leases import LeaseStore as LeaseStore
+from portinspect.leases import lease_directory as lease_directory
+from portinspect.leases import release_leases as release_leases
 from portinspect.models import Listener, Proto
 
 # Without --near: above the dev servers' favourites (3000, 5000, 8000, 8080, 8888) so the port a
@@ -47,19 +57,14 @@ from portinspect.models import Listener, Proto
 # ephemeral range (Linux 32768, Windows and macOS 49152). portpicker uses 15000-24999 for the
 # same reasons.
 DEFAULT_NEAR = 15000
-# Long enough for a CI step to start a server that runs migrations first; short enough that a port
-# handed to a job that then failed comes back within half a minute. get-port withholds 15-30 s.
-# A lease also ends as soon as the port has a listener.
-DEFAULT_LEASE_SECONDS = 30.0
-MAX_LEASE_SECONDS = 24 * 3600.0
 MIN_LEASE_SECONDS = 0.001
 MAX_COUNT = 1000
 PRIVILEGED_BELOW = 1024
-LEASE_DIR_ENV = "PORTINSPECT_LEASE_DIR"
 
 
 class SkipReason(str, Enum):
     HELD = "held"  # the scan saw a listener on the port
+    BOUND = "bound"  # the scan saw a TCP socket bound to it, not listening (Linux 6.8+)
     UNBINDABLE = "unbindable"  # a bind probe failed (bound without listening, EACCES...)
     LEASED = "leased"  # another portinspect caller holds an unexpired lease
     EPHEMERAL = "ephemeral"  # the OS gives these to outgoing connections
@@ -234,318 +239,6 @@ def _errno_text(code: int) -> str:
     return f"{os.strerror(code).lower()} ({name})"
 
 
-# --- leases -----------------------------------------------------------------------------------
-
-_LEASE_SUFFIX = ".lease"
-_TMP_SUFFIX = ".tmp"
-_ORPHAN_TMP_SECONDS = 60.0  # a temp file lives microseconds; one this old was left by a crash
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """The content of one lease file: who took the port, until when."""
-
-    port: int
-    pid: int  # the process that took the lease (0 when the file could not be read)
-    expires: float  # seconds since the epoch: leases are shared between processes
-    release_on_exit: bool  # the lease also ends when pid exits
-    token: str  # tells our own lease from a newer one on the same port
-
-    def encode(self) -> bytes:
-        return (
-            f"pid={self.pid}\nexpires={self.expires:.3f}\n"
-            f"release_on_exit={int(self.release_on_exit)}\ntoken={self.token}\n"
-        ).encode("ascii")
-
-    @classmethod
-    def decode(cls, port: int, data: bytes) -> Lease | None:
-        try:
-            fields = dict(line.split("=", 1) for line in data.decode("ascii").splitlines())
-            return cls(
-                port=port,
-                pid=int(fields["pid"]),
-                expires=float(fields["expires"]),
-                release_on_exit=fields.get("release_on_exit") == "1",
-                token=fields.get("token", ""),
-            )
-        except (ValueError, KeyError, UnicodeDecodeError):
-            return None
-
-    def ended(self, now: float, *, bound: bool) -> bool:
-        """True when the lease no longer protects the port and may be removed."""
-        if bound or now >= self.expires:
-            return True
-        return self.release_on_exit and not _alive(self.pid)
-
-
-def _alive(pid: int) -> bool:
-    if sys.platform == "win32":
-        # os.kill(pid, 0) would send CTRL_C_EVENT there; psutil asks OpenProcess instead.
-        import psutil
-
-        return bool(psutil.pid_exists(pid))
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, belongs to another user
-    return True
-
-
-def _ended_unbound(lease: Lease) -> bool:
-    return lease.ended(time.time(), bound=False)
-
-
-def _same_token(token: str, lease: Lease) -> bool:
-    return lease.token == token
-
-
-def _taken_by(pid: int, lease: Lease) -> bool:
-    return lease.pid == pid
-
-
-class LeaseStore:
-    """One directory, one file per leased port: `<port>.lease`.
-
-    Why this is race-free:
-    - Taking a lease: the content goes to a private temp file first, which is then hard-linked
-      to `<port>.lease`. link() fails with EEXIST when the name exists, so of any number of
-      callers exactly one gets the port (the O_EXCL guarantee), and the name never points at a
-      half-written file: Ctrl-C or a crash can only leave a temp file behind.
-    - Removing a lease (ended, or given back) happens only under an exclusive lock on `.lock`
-      (flock; msvcrt on Windows), after re-reading the file under that lock. While we hold the
-      lock nobody else can remove the file, and nobody can create a new one over it (link fails
-      while the name exists), so the file we unlink is the very one we judged ended. Two
-      callers breaking the same stale lease thus cannot delete each other's fresh one.
-    - The lock is never held while waiting for anything else, and the kernel drops it when its
-      holder dies, so a killed caller cannot wedge the directory.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    @classmethod
-    def default(cls) -> LeaseStore:
-        return cls(lease_directory())
-
-    def path(self, port: int) -> Path:
-        return self.directory / f"{port}{_LEASE_SUFFIX}"
-
-    def read(self, port: int) -> Lease | None:
-        """The lease on port, or None if there is none.
-
-        A file we cannot read or parse (not written by this version) protects its port for
-        DEFAULT_LEASE_SECONDS after it was last modified, then counts as expired.
-        """
-        try:
-            fd = os.open(self.path(port), os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return self._unreadable(port)
-        try:
-            lease = Lease.decode(port, os.read(fd, 4096))
-            mtime = os.fstat(fd).st_mtime
-        finally:
-            os.close(fd)
-        return lease or Lease(port, 0, mtime + DEFAULT_LEASE_SECONDS, False, "")
-
-    def _unreadable(self, port: int) -> Lease | None:
-        try:
-            mtime = os.lstat(self.path(port)).st_mtime
-        except FileNotFoundError:
-            return None
-        return Lease(port, 0, mtime + DEFAULT_LEASE_SECONDS, False, "")
-
-    @staticmethod
-    def new_lease(port: int, seconds: float, *, release_on_exit: bool) -> Lease:
-        token = secrets.token_hex(8)
-        return Lease(port, os.getpid(), time.time() + seconds, release_on_exit, token)
-
-    def acquire(self, mine: Lease) -> Lease:
-        """Try to take the lease `mine`; returns the lease now on the port (`mine` if we won)."""
-        theirs: Lease | None = None
-        for _attempt in range(3):
-            if self._publish(mine):
-                return mine
-            theirs = self.read(mine.port)
-            if theirs is not None and not theirs.ended(time.time(), bound=False):
-                return theirs
-            self._remove_if(mine.port, _ended_unbound)
-        # Lost three races for the same port in a row: leave it to whoever keeps winning.
-        return theirs or Lease(mine.port, 0, mine.expires, False, "")
-
-    def _publish(self, lease: Lease) -> bool:
-        """Create `<port>.lease` with its full content in one step; False if it exists."""
-        # Microseconds, with Ctrl-C held: an interrupt between creating the temp file and
-        # the try below would leave the file behind.
-        with _interrupts.held():
-            return self._publish_now(lease)
-
-    def _publish_now(self, lease: Lease) -> bool:
-        tmp = self.directory / f".{lease.port}.{lease.token}{_TMP_SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
-        try:
-            try:
-                data = lease.encode()
-                if os.write(fd, data) != len(data):
-                    raise OSError(errno.EIO, f"short write to {tmp}")
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, self.path(lease.port))
-            except FileExistsError:
-                return False
-            return True
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def release(self, leases: Iterable[Lease]) -> None:
-        """Give back our own leases; a lease someone else took meanwhile stays."""
-        wanted = list(leases)
-        if wanted:
-            with self._locked():
-                for lease in wanted:
-                    self._unlink_locked(lease.port, functools.partial(_same_token, lease.token))
-
-    def release_ports(self, ports: Iterable[int], pid: int) -> None:
-        """Give back the leases pid took on ports."""
-        with self._locked():
-            for port in ports:
-                self._unlink_locked(port, functools.partial(_taken_by, pid))
-
-    def sweep(self, bound: Container[int]) -> None:
-        """Remove every lease that ended: expired, its port now bound, or its owner gone.
-
-        Run before each search. Removing a bound port's lease is what makes a lease last
-        "until it is bound": when that server stops, the port is free again at once.
-        """
-        now = time.time()
-        ended: list[int] = []
-        for name in os.listdir(self.directory):  # noqa: PTH208 (names only; Path per entry is waste)
-            if name.endswith(_LEASE_SUFFIX) and name[: -len(_LEASE_SUFFIX)].isdigit():
-                port = int(name[: -len(_LEASE_SUFFIX)])
-                lease = self.read(port)
-                if lease is not None and lease.ended(now, bound=port in bound):
-                    ended.append(port)
-            elif name.endswith(_TMP_SUFFIX):
-                self._remove_orphan(self.directory / name, now)
-        if ended:
-            with self._locked():
-                for port in ended:
-                    self._unlink_locked(
-                        port, lambda lease: lease.ended(time.time(), bound=lease.port in bound)
-                    )
-
-    def _remove_if(self, port: int, ended: Callable[[Lease], bool]) -> None:
-        with self._locked():
-            self._unlink_locked(port, ended)
-
-    def _unlink_locked(self, port: int, condition: Callable[[Lease], bool]) -> None:
-        """Re-read the lease under the lock and remove it if condition still holds."""
-        lease = self.read(port)
-        if lease is not None and condition(lease):
-            self.path(port).unlink(missing_ok=True)
-
-    def _remove_orphan(self, path: Path, now: float) -> None:
-        with contextlib.suppress(OSError):
-            if now - path.lstat().st_mtime > _ORPHAN_TMP_SECONDS:
-                path.unlink()
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
-        try:
-            _lock(fd)
-            yield
-        finally:
-            _unlock(fd)
-            os.close(fd)
-
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _lock(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for 10 s, then raises
-
-    def _unlock(fd: int) -> None:
-        with contextlib.suppress(OSError):
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-    def _unlock(fd: int) -> None:
-        pass  # closing the fd drops the flock
-
-
-def lease_directory() -> Path:
-    """Where leases live, created on first use.
-
-    $PORTINSPECT_LEASE_DIR if set (used as given: point several jobs at one directory, or
-    tests at their own); else $XDG_RUNTIME_DIR/portinspect (per user, on tmpfs, emptied at
-    logout); else <tempdir>/portinspect-<uid>, which must be a real directory owned by us
-    and writable by nobody else, since anyone can create names in /tmp. On Windows the
-    temp dir is already per user (%LOCALAPPDATA%\\Temp), so <tempdir>\\portinspect.
-    """
-    override = os.environ.get(LEASE_DIR_ENV)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if override:
-        path = Path(override)
-    elif runtime and Path(runtime).is_dir() and os.access(runtime, os.W_OK):
-        path = Path(runtime) / "portinspect"
-    elif sys.platform == "win32":
-        path = Path(tempfile.gettempdir()) / "portinspect"
-    else:
-        path = Path(tempfile.gettempdir()) / f"portinspect-{os.geteuid()}"
-    try:
-        if override:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return path
-        with contextlib.suppress(FileExistsError):  # a file or symlink there: checked next
-            path.mkdir(mode=0o700)
-    except OSError as exc:
-        raise PortInspectError(
-            f"cannot create lease directory {path}: {exc.strerror or exc}; "
-            f"set {LEASE_DIR_ENV} or use --no-lease"
-        ) from None
-    return path if sys.platform == "win32" else _checked_private(path)
-
-
-def _checked_private(path: Path) -> Path:
-    """Refuse a lease directory another user could have planted or can write into."""
-    info = os.lstat(path)
-    problem = None
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        problem = "is not a directory (a symlink?)"
-    elif info.st_uid != os.geteuid():
-        problem = f"belongs to uid {info.st_uid}, not to you"
-    elif info.st_mode & 0o022:
-        problem = "is writable by other users"
-    if problem is not None:
-        raise PortInspectError(
-            f"lease directory {path} {problem}; remove it, set {LEASE_DIR_ENV}, or use --no-lease"
-        )
-    return path
-
-
-def release_leases(ports: Iterable[int]) -> None:
-    """Give back, before they expire, the leases this process took on ports.
-
-    Leases other processes took on the same ports are left alone.
-    """
-    LeaseStore.default().release_ports(ports, os.getpid())
-
-
 # --- the search -------------------------------------------------------------------------------
 
 
@@ -615,7 +308,8 @@ def find_free_ports(
     port with only TIME_WAIT connections is free, since servers bind with SO_REUSEADDR.
 
     Raises UsageError on bad arguments, NoFreePortError when fewer than count ports are free
-    in the range (then no lease is kept), PortInspectError when the lease directory is unsafe.
+    in the range (then no lease is kept), LeaseDirError when the lease directory is unusable
+    (unsafe, full, read-only); LeaseDirWarning when another one had to be used.
     """
     start, low, high = _bounds(near, port_range)
     check_count(count, "count", MAX_COUNT)
@@ -626,12 +320,20 @@ def find_free_ports(
         allow_privileged=allow_privileged,
         allow_unsafe=allow_unsafe,
     )
-    listeners = scanner.listening_ports(protos)
+    listeners, bound = scanner.taken_ports(protos)
     store = LeaseStore.default() if lease else None
-    if store is not None:
-        store.sweep(listeners)
-    search = _Search(policy, protos, listeners, store, lease_seconds, release_on_exit, explain)
-    return search.run(candidates(start, low, high), count, (low, high))
+    try:
+        if store is not None:
+            # Listeners only: a socket that is merely bound may be a parallel caller's probe
+            # of a port it holds the lease on.
+            store.sweep(listeners)
+        search = _Search(
+            policy, protos, listeners, store, lease_seconds, release_on_exit, explain, bound
+        )
+        return search.run(candidates(start, low, high), count, (low, high))
+    finally:
+        if store is not None:
+            store.close()
 
 
 class _Search:
@@ -646,10 +348,12 @@ class _Search:
         lease_seconds: float,
         release_on_exit: bool,
         explain: ExplainCallback | None,
+        bound: Mapping[int, int] | None = None,
     ) -> None:
         self.policy = policy
         self.protos = protos
         self.listeners = listeners
+        self.bound = bound or {}
         self.prober = Prober(protos)
         self.store = store
         self.lease_seconds = lease_seconds
@@ -711,13 +415,46 @@ class _Search:
             return policy_skip
         if port in self.listeners:
             return Skip(port, SkipReason.HELD, "held by a listener")
+        # The lease comes before the probes: every portinspect caller then probes a port only
+        # while it holds that port's lease, so a bound socket seen while WE hold it is not
+        # another caller's probe (a parallel search would skip, or worse, un-lease, the
+        # ports it sees probed).
+        leased = self._lease(port)
+        if leased is not None:
+            return leased
+        skip = self._probe(port) or self._bound(port)
+        if skip is not None:
+            self._give_back_last()
+        return skip
+
+    def _probe(self, port: int) -> Skip | None:
         failure = self.prober.failure(port)
-        if failure is not None:
-            proto, host, code = failure
-            return Skip(
-                port, SkipReason.UNBINDABLE, f"cannot bind {host} {proto}: {_errno_text(code)}"
-            )
-        return self._lease(port)
+        if failure is None:
+            return None
+        proto, host, code = failure
+        return Skip(port, SkipReason.UNBINDABLE, f"cannot bind {host} {proto}: {_errno_text(code)}")
+
+    def _bound(self, port: int) -> Skip | None:
+        """A TCP socket bound to port and not listening, still there now that we hold the lease.
+
+        The search's first dump is only a hint: what it showed may have been a parallel
+        caller's bind probe, there for microseconds. A fresh dump settles it (about 1 ms, paid
+        only for ports the first one showed).
+        """
+        if port not in self.bound or Proto.TCP not in self.protos:
+            return None
+        self.bound = scanner.taken_ports(frozenset([Proto.TCP]))[1]
+        if port not in self.bound:
+            return None
+        uid = self.bound[port]
+        detail = f"bound by a TCP socket of uid {uid} that does not listen (yet)"
+        return Skip(port, SkipReason.BOUND, detail)
+
+    def _give_back_last(self) -> None:
+        """Give back the lease just taken on a port that then failed a check."""
+        if self.store is not None and self.leases:
+            with _interrupts.held():
+                self.store.release([self.leases.pop()])
 
     def _lease(self, port: int) -> Skip | None:
         if self.store is None:
@@ -726,10 +463,18 @@ class _Search:
         # Recorded before the file exists, so an interrupt right after link() still gives it
         # back; release() only removes a file that carries this lease's token.
         self.leases.append(mine)
-        lease = self.store.acquire(mine)
+        try:
+            lease = self.store.acquire(mine)
+        except LeaseDirError:
+            self.leases.pop()  # it could not be written: nothing to give back
+            raise
         if lease is mine:
             return None
         self.leases.pop()
+        if lease.odd is not None:
+            name = self.store.path(port).name
+            detail = f"{name} in the lease directory is {lease.odd}, not a lease; remove it"
+            return Skip(port, SkipReason.LEASED, detail)
         until = time.strftime("%H:%M:%S", time.localtime(lease.expires))
         who = f"pid {lease.pid}" if lease.pid else "another caller"
         return Skip(
@@ -744,18 +489,23 @@ def _named(skip: Skip, listener: Listener | None) -> Skip:
     """The held-port skip with its holder: pid and program, or the user when hidden from us."""
     if listener is None:
         return replace(skip, detail="held by a listener (gone since the scan)")
+    from portinspect.render import clean  # only with --explain: render is a large import
+
     where = f"on {listener.address} {listener.proto}"
     if listener.owner_hidden:
-        user = listener.user or "another user"
+        user = clean(listener.user, 40) or "another user"
         uid = f" (uid {listener.uid})" if listener.uid is not None else ""
         detail = f"held by user {user}{uid} {where}; run with sudo to see the process"
         return replace(skip, detail=detail)
-    what = listener.framework or listener.server or listener.process or "?"
-    return replace(skip, detail=f"held by pid {listener.pid} ({what}) {where}", pid=listener.pid)
+    # The process name is the holder's to choose: escapes in it must not reach a terminal.
+    what = clean(listener.framework or listener.server or listener.process, 40) or "?"
+    detail = f"held by pid {listener.pid} ({what}) {where}"
+    return replace(skip, detail=detail, pid=listener.pid)
 
 
 _TALLY_WORDS = {
     SkipReason.HELD: "held by a listener",
+    SkipReason.BOUND: "bound by a socket that does not listen",
     SkipReason.UNBINDABLE: "not bindable",
     SkipReason.LEASED: "leased by other callers",
     SkipReason.EPHEMERAL: "in the ephemeral range (--allow-ephemeral)",

@@ -92,6 +92,18 @@ PortKey = tuple[Proto, int]
 
 
 @dataclass(frozen=True, slots=True)
+class InterfaceAddress:
+    """One address of one network interface of this machine (`lo`, `wlan0`, `docker0`...)."""
+
+    interface: str
+    family: Family
+    address: str  # without an IPv6 scope id: the interface names the scope
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"interface": self.interface, "family": self.family.value, "address": self.address}
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Raw facts from one scan: sockets, and the processes that hold them plus their ancestors.
 

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portinspect.models import (
     App,
@@ -32,6 +32,9 @@ from portinspect.models import (
     WaitResult,
     WaitTarget,
 )
+
+if TYPE_CHECKING:
+    from portinspect.audit import Finding, Level
 
 SCHEMA_VERSION = 1
 CMDLINE_WIDTH = 60
@@ -127,10 +130,17 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True)
 
 
-def list_table(listeners: Sequence[Listener]) -> str:
+def list_table(
+    listeners: Sequence[Listener], risks: Mapping[tuple[str, int], str] | None = None
+) -> str:
+    """risks: (proto, port) -> audit level, for `list --risk`'s extra column."""
     if not listeners:
         return "No listening sockets match."
-    body = table(LIST_COLUMNS, (_list_row(li) for li in listeners))
+    if risks is not None:
+        rows = ((*_list_row(li), risks.get((li.proto.value, li.port), "-")) for li in listeners)
+        body = table((*LIST_COLUMNS, "RISK"), rows)
+    else:
+        body = table(LIST_COLUMNS, (_list_row(li) for li in listeners))
     legend = "* = exposed beyond this machine (wildcard or non-loopback address)"
     return f"{body}\n\n{legend}" if any(li.exposed for li in listeners) else body
 
@@ -776,3 +786,120 @@ def interrupted_message(outcomes: Sequence[KillOutcome], pending: Sequence[int])
         more = ", ..." if len(pending) > 8 else ""
         parts.append(f"not attempted: port {', '.join(map(str, pending[:8]))}{more}")
     return "; ".join(parts) or "interrupted"
+
+
+# ---------------------------------------------------------------------------------------
+# audit: one block per way in, worst first; the verdict line `who` shows for its port
+# ---------------------------------------------------------------------------------------
+
+_LABEL = 11  # "reachable: " and the other labels line up at this width
+_LEVEL_ORDER = ("critical", "high", "medium", "info")  # audit.LEVELS, without importing audit
+
+
+def _labelled(label: str, values: Sequence[str]) -> list[str]:
+    lines = []
+    for i, value in enumerate(values):
+        head = f"{label}:" if i == 0 and label else ""
+        lines.append(f"  {head:<{_LABEL}}{value}")
+    return lines
+
+
+def _finding_head(f: Finding) -> str:
+    where = "(port unknown)"
+    if f.port is not None:
+        host = f.address or "localhost"
+        host = f"[{host}]" if ":" in host else host
+        where = f"{f.proto.value if f.proto else 'tcp'} {clean(host)}:{f.port}"
+    who = []
+    if f.framework or f.server:
+        pair = (f.framework, f.server)
+        shown = f"{pair[0]} ({pair[1]})" if all(pair) and pair[0] != pair[1] else pair[0] or pair[1]
+        who.append(clean(shown))
+    elif f.program:
+        who.append(clean(f.program))
+    if f.pid is not None:
+        who.append(f"pid {f.pid}")
+    if f.user:
+        who.append(clean(f.user))
+    tail = f"  [{', '.join(who)}]" if who else ""
+    return f"{f.level.value.upper():<9}{where}  {clean(f.what)}{tail}"
+
+
+def _via_line(f: Finding) -> str:
+    via = f.via
+    assert via is not None
+    if via.kind == "container":
+        inside = f" -> {clean(via.container)}" if via.container else ""
+        return f"container: {clean(via.program)} (pid {via.pid}){inside}"
+    command = command_line(via.command, None) if via.command else clean(via.kind)
+    where = f" -> {clean(via.public)}" if via.public else ""
+    return f"{clean(via.kind)} tunnel, pid {via.pid}: {command}{where}"
+
+
+def finding_lines(f: Finding) -> list[str]:
+    """One finding as a block: head line, then labelled facts."""
+    lines = [_finding_head(f)]
+    lines += _labelled("why", [clean(f.reason)])
+    lines += _labelled("evidence", [clean(e) for e in f.evidence])
+    lines += _labelled("unknown", [clean(u) for u in f.unknown])
+    if f.reachable_on:
+        reach = [f"{clean(a.address)} ({clean(a.interface)})" for a in f.reachable_on]
+        lines += _labelled("reachable", [", ".join(reach)])
+    elif f.exposure == "network":
+        lines += _labelled("reachable", ["no other interface is up now: any that comes up"])
+    if f.via is not None:
+        lines += _labelled("via", [_via_line(f)])
+    if f.probe is not None and f.probed is not None:
+        lines += _labelled("probe", [f"{clean(f.probe.url)}: {clean(f.probed)}"])
+    lines += _labelled("fix", [clean(f.fix)])
+    return lines
+
+
+def audit_report(
+    findings: Sequence[Finding],
+    fail_on: Level,
+    *,
+    failing: int,
+    include_loopback: bool,
+) -> str:
+    """The whole `audit` report: the findings, worst first, and a summary line."""
+    if not findings:
+        scope = "" if include_loopback else "nothing listens beyond loopback, "
+        return (
+            f"No way in from outside: {scope}no tunnel forwards a local port, no container "
+            "publishes one."
+        )
+    blocks = ["\n".join(finding_lines(f)) for f in findings]
+    tally: dict[str, int] = {}
+    for f in findings:
+        tally[f.level.value] = tally.get(f.level.value, 0) + 1
+    parts = ", ".join(f"{n} {lv}" for lv in _LEVEL_ORDER if (n := tally.get(lv)))
+    noun = "way in" if len(findings) == 1 else "ways in"
+    verdict = (
+        f"{failing} at or above --fail-on {fail_on.value}"
+        if failing
+        else f"none at or above --fail-on {fail_on.value}"
+    )
+    summary = f"{len(findings)} {noun}: {parts}; {verdict}."
+    if not include_loopback:
+        summary += " Loopback-only services are not listed (--all lists them)."
+    return "\n\n".join([*blocks, summary])
+
+
+def audit_verdict(findings: Sequence[Finding]) -> list[str]:
+    """`who`'s lines for its port: each way in, its level and the fix."""
+    if not findings:
+        return []
+    lines = []
+    for f in findings:
+        reach = {
+            "network": "reachable from other machines",
+            "tunnel": "published by a tunnel",
+            "container": "published by a container",
+            "loopback": "loopback only",
+        }[f.exposure]
+        lines += _labelled("audit", [f"{f.level.value.upper()}: {clean(f.what)}, {reach}"])
+        if f.via is not None:
+            lines += _labelled("", [_via_line(f)])
+        lines += _labelled("", [f"fix: {clean(f.fix)}"])
+    return lines

@@ -19,12 +19,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
-from portinspect.models import ALL_PROTOS, PortKey, ProcessInfo, Proto, Snapshot, Socket
+from portinspect.models import (
+    ALL_PROTOS,
+    InterfaceAddress,
+    PortKey,
+    ProcessInfo,
+    Proto,
+    Snapshot,
+    Socket,
+)
 
 _T = TypeVar("_T")
 
 # The only environment variables we keep: they mark reloader children, kernels and
-# npm wrappers. Everything else in a process's environment stays private.
+# npm wrappers, or switch on what `audit` reports (a debugger, a Jupyter token). Everything
+# else in a process's environment stays private.
 ENV_MARKERS = (
     "RUN_MAIN",
     "WERKZEUG_RUN_MAIN",
@@ -37,13 +46,69 @@ ENV_MARKERS = (
     "SUPERVISOR_GROUP_NAME",
     "pm_id",
     "name",
+    "FLASK_DEBUG",
+    "WERKZEUG_DEBUG_PIN",
+    "JUPYTER_TOKEN",
+    "NODE_OPTIONS",
 )
-SOURCE_LIMIT = 256 * 1024  # bytes of an app module we read to spot its framework
+
+
+BACKENDS = ("auto", "linux", "psutil")
+BACKEND_ENV = "PORTINSPECT_BACKEND"
+
+
+def _presence(value: str) -> str:
+    return "set" if value else "empty"
+
+
+def _debug_pin(value: str) -> str:
+    # "off" switches the PIN off; any other value IS the PIN.
+    return "off" if value.strip().lower() == "off" else _presence(value)
+
+
+def _inspect_options(value: str) -> str:
+    # NODE_OPTIONS may carry anything (--require of a private path); only the debugger matters.
+    return " ".join(word for word in value.split() if word.startswith("--inspect"))
+
+
+# Markers whose value may be a secret or private, reduced as the environment is read, so no
+# token or PIN is ever held in a ProcessInfo, let alone printed.
+_ENV_REDUCED: dict[str, Callable[[str], str]] = {
+    "JUPYTER_TOKEN": _presence,
+    "WERKZEUG_DEBUG_PIN": _debug_pin,
+    "NODE_OPTIONS": _inspect_options,
+}
+
+
+def reduce_env(env: dict[str, str]) -> dict[str, str]:
+    """The markers of one process's environment as they may be kept (tokens as "set"/"empty")."""
+    for key, reduce in _ENV_REDUCED.items():
+        if key in env:
+            env[key] = reduce(env[key])
+    return env
 
 
 def _choice(backend: str | None) -> str:
-    """ "auto", "linux" (no fallback) or "psutil": the argument, else PORTINSPECT_BACKEND."""
-    return backend or os.environ.get("PORTINSPECT_BACKEND") or "auto"
+    """ "auto", "linux" (no fallback) or "psutil": the argument, else PORTINSPECT_BACKEND.
+
+    Anything else is a usage error, not a silent "auto": a typo must not hide which
+    backend a comparison or a bug report ran on.
+    """
+    choice = backend or os.environ.get(BACKEND_ENV) or "auto"
+    if choice not in BACKENDS:
+        from portinspect.errors import UsageError
+        from portinspect.render import clean
+
+        source = "backend" if backend else BACKEND_ENV
+        shown = clean(choice, 40)
+        raise UsageError(f"invalid {source} '{shown}': expected {', '.join(BACKENDS)}")
+    return choice
+
+
+def check_backend() -> None:
+    """Raise UsageError now if PORTINSPECT_BACKEND names no backend (the CLI checks it
+    before any command runs, so a bad value is the only line it prints)."""
+    _choice(None)
 
 
 def _linux_details(backend: str | None) -> bool:
@@ -96,6 +161,49 @@ def listening_ports(
     return _via_backend(
         backend, linux, lambda: frozenset(listening_sockets(wanted, backend="psutil"))
     )
+
+
+def taken_ports(
+    protos: Iterable[Proto] = ALL_PROTOS, *, backend: str | None = None
+) -> tuple[frozenset[int], dict[int, int]]:
+    """(ports with a listener, {port: uid} of TCP sockets bound but not listening), any user.
+
+    `free`'s view of the socket table. The second part needs Linux 6.8's sock_diag
+    (see _linux.taken_port_numbers); elsewhere it is empty and only the bind probe is left,
+    which a socket bound with SO_REUSEADDR passes.
+    """
+    wanted = frozenset(protos)
+
+    def linux() -> tuple[frozenset[int], dict[int, int]]:
+        from portinspect import _linux
+
+        listening, bound = _linux.taken_port_numbers(wanted)
+        return frozenset(listening), bound
+
+    def portable() -> tuple[frozenset[int], dict[int, int]]:
+        return frozenset(listening_sockets(wanted, backend="psutil")), {}
+
+    return _via_backend(backend, linux, portable)
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (of any user)."""
+    if sys.platform == "win32":
+        # os.kill(pid, 0) would send CTRL_C_EVENT there; psutil asks OpenProcess instead.
+        import psutil
+
+        return bool(psutil.pid_exists(pid))
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, belongs to another user
+    except OverflowError:
+        return False
+    return True
 
 
 def listening_sockets(
@@ -152,20 +260,25 @@ def listening_addresses(
     return _via_backend(backend, linux, portable)
 
 
-def local_addresses(*, backend: str | None = None) -> frozenset[str]:
-    """The IP addresses of this machine's interfaces, loopback's included (127.0.0.1, ::1)."""
+def interface_addresses(*, backend: str | None = None) -> list[InterfaceAddress]:
+    """Every address of every network interface: where a wildcard listener can be reached."""
 
-    def linux() -> set[str]:
+    def linux() -> list[InterfaceAddress]:
         from portinspect import _linux
 
         return _linux.interface_addresses()
 
-    def portable() -> set[str]:
+    def portable() -> list[InterfaceAddress]:
         from portinspect import _psutil
 
         return _psutil.interface_addresses()
 
-    return frozenset(_via_backend(backend, linux, portable))
+    return _via_backend(backend, linux, portable)
+
+
+def local_addresses(*, backend: str | None = None) -> frozenset[str]:
+    """The IP addresses of this machine's interfaces, loopback's included (127.0.0.1, ::1)."""
+    return frozenset(a.address for a in interface_addresses(backend=backend))
 
 
 def _process_reader(
@@ -176,10 +289,10 @@ def _process_reader(
         from portinspect import _linux
 
         with contextlib.suppress(OSError):  # no readable /proc/stat: not a procfs we know
-            return _linux.ProcessReader(ENV_MARKERS, cgroups=cgroups).read
+            return _linux.ProcessReader(ENV_MARKERS, reduce_env, cgroups=cgroups).read
     from portinspect import _psutil
 
-    return functools.partial(_psutil.read_process, env_keys=ENV_MARKERS)
+    return functools.partial(_psutil.read_process, env_keys=ENV_MARKERS, reduce_env=reduce_env)
 
 
 def read_processes(
@@ -302,12 +415,13 @@ def _without_dead(sock: Socket, processes: Mapping[int, ProcessInfo]) -> Socket 
 
 
 def read_source(path: str) -> str | None:
-    """Text of an app module (bounded), for spotting its framework; None if unreadable."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(SOURCE_LIMIT).decode("utf-8", "replace")
-    except OSError:
-        return None
+    """The start of an app module, for spotting its framework; None if unreadable.
+
+    Bounded and non-blocking (appsource.py): the file belongs to whoever runs the server.
+    """
+    from portinspect import appsource
+
+    return appsource.read_source(path)
 
 
 def process_tree(
@@ -318,21 +432,41 @@ def process_tree(
         from portinspect import _linux
 
         with contextlib.suppress(OSError):  # without CONFIG_PROC_CHILDREN psutil does it
-            return _linux.process_tree(root, ENV_MARKERS, cgroups=cgroups)
+            return _linux.process_tree(root, ENV_MARKERS, reduce_env, cgroups=cgroups)
     from portinspect import _psutil
 
-    return _psutil.process_tree(root, ENV_MARKERS)
+    return _psutil.process_tree(root, ENV_MARKERS, reduce_env)
 
 
 def container_proxies(port: int) -> tuple[ProcessInfo, ...]:
     """docker-proxy and rootless forwarders that name `port` on their command line."""
-    from portinspect import _psutil
     from portinspect.frameworks import container_proxy
 
     found: list[ProcessInfo] = []
-    for pid, cmdline in _psutil.command_lines():
+    for pid, cmdline in command_lines():
         info = ProcessInfo(pid=pid, ppid=None, name=None, user=None, cmdline=cmdline)
         proxy = container_proxy(info)
         if proxy is not None and proxy["host_port"] == port:
             found.append(info)
     return tuple(found)
+
+
+def command_lines(*, backend: str | None = None) -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, argv) of every process we may see; the argv only, never the environment."""
+
+    def linux() -> list[tuple[int, tuple[str, ...]]]:
+        from portinspect import _linux
+
+        return _linux.command_lines()
+
+    def portable() -> list[tuple[int, tuple[str, ...]]]:
+        from portinspect import _psutil
+
+        return _psutil.command_lines()
+
+    return _via_backend(backend, linux, portable)
+
+
+def privileged() -> bool:
+    """True when we run as root (POSIX): every owner in our pid namespace is visible."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0

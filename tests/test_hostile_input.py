@@ -139,6 +139,8 @@ SIGNAL = [
     "TERM\x1b[2J",
 ]
 PROTO = ["sctp", "", "TCP\x00", "ｔｃｐ", "tcp,udp", "tcp6", "udp ", "\x1b"]
+LEVEL = ["", " ", "severe", "crit", "0", "9", "high,medium", "ＨＩＧＨ", "high\n", "high\x00",
+         "\x1b[2Jhigh", "\u202ehigh", "\udcffhigh", "h" * 5000]  # fmt: skip
 
 Build = Callable[[str], list[str]]
 P = QUIET_PORT
@@ -158,6 +160,7 @@ SLOTS: list[tuple[str, Build, list[str]]] = [
     ("kill PORTS", lambda v: ["kill", v, "--dry-run"], SPEC),
     ("kill --timeout", lambda v: ["kill", P, "--dry-run", "--timeout", v], [*SECONDS, "604801"]),
     ("kill --signal", lambda v: ["kill", P, "--dry-run", "--signal", v], SIGNAL),
+    ("audit --fail-on", lambda v: ["audit", "--fail-on", v], LEVEL),
 ]  # fmt: skip
 # Mistakes in the shape of the command line, which click itself catches.
 STRUCTURE = [
@@ -175,8 +178,11 @@ STRUCTURE = [
     ["kill"],
     ["kill", QUIET_PORT, "--dry-run", "--force", "--signal", "INT"],
     ["kill", QUIET_PORT, "--dry-run", "--timeout"],
+    ["audit", "--fail-on"],
+    ["audit", "8000"],
+    ["audit", "--probe=yes"],
 ]
-COMMANDS = ("list", "who", "wait", "free", "kill")
+COMMANDS = ("list", "who", "wait", "free", "kill", "audit")
 
 CASES = [
     pytest.param(build(value), id=f"{slot}={value[:12]!r}")
@@ -241,6 +247,7 @@ SAMPLE: list[list[str | bytes]] = [
     ["kill", "--json", QUIET_PORT, "--dry-run", "--timeout", "abc"],
     ["frobnicate\x1b[31m"],
     ["list", "--json", "--bogus"],
+    ["audit", "--json", "--fail-on", "ＨＩＧＨ"],
 ]
 
 

@@ -207,6 +207,10 @@ def test_process_tree_is_psutils_children() -> None:
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "READY"
+        # Popen returns once exec closed its error pipe, before the kernel has set up the new
+        # argv: /proc/<pid>/cmdline can still read empty then (seen under load).
+        kids = psutil.Process(proc.pid).children()
+        wait_until(lambda: all(k.cmdline() for k in kids), what="the children's argv")
         ours = scanner.process_tree(proc.pid, backend="linux")
         theirs = scanner.process_tree(proc.pid, backend="psutil")
     finally:

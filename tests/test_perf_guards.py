@@ -26,8 +26,9 @@ LINUX = sys.platform.startswith("linux")
 HEAVY = {"psutil", "tabulate", "rich", "pydantic"}
 
 
-def _modules_after(code: str, tmp_path: Path) -> set[str]:
-    """The modules loaded once `code` has run (or exited) in a fresh interpreter."""
+def _modules_after(code: str, tmp_path: Path, *, full: bool = False) -> set[str]:
+    """The modules loaded once `code` has run (or exited) in a fresh interpreter (their top-level
+    package names, or with full=True their dotted names)."""
     out = tmp_path / "modules.txt"
     harness = (
         "import sys, atexit\n"
@@ -45,7 +46,8 @@ def _modules_after(code: str, tmp_path: Path) -> set[str]:
         check=False,
         env=env,
     )
-    return {name.split(".")[0] for name in out.read_text().split()}
+    names = out.read_text().split()
+    return set(names) if full else {name.split(".")[0] for name in names}
 
 
 def _cli(*args: str) -> str:
@@ -90,6 +92,9 @@ def _cli(*args: str) -> str:
             id="kill --dry-run",
         ),
         pytest.param(_cli("--help"), HEAVY, id="--help"),
+        # audit reads /proc and netlink itself: no psutil, and its report is no table.
+        pytest.param(_cli("audit", "--json"), HEAVY, id="audit --json"),
+        pytest.param(_cli("audit"), HEAVY, id="audit"),
     ],
 )
 @pytest.mark.skipif(not LINUX, reason="the Linux path is the one that avoids psutil")
@@ -104,6 +109,13 @@ def test_who_needs_neither_psutil_nor_tabulate(tmp_path: Path) -> None:
     with listening(LOOPBACK4) as sock:
         loaded = _modules_after(_cli("who", str(port_of(sock))), tmp_path)
     assert loaded & HEAVY == set()
+
+
+@pytest.mark.skipif(not LINUX, reason="the Linux path")
+def test_list_pays_for_the_audit_only_with_risk(tmp_path: Path) -> None:
+    audit = {"portinspect.audit", "portinspect.dangers", "portinspect.tunnels"}
+    assert _modules_after(_cli("list", "--json"), tmp_path, full=True) & audit == set()
+    assert audit <= _modules_after(_cli("list", "--risk", "--json"), tmp_path, full=True)
 
 
 def test_public_names_still_import() -> None:

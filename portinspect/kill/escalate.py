@@ -315,6 +315,8 @@ class Escalation:
         """
         self.last = scanner.collect([self.port], self.protos, complete=True)
         self.free = not self.last.sockets
+        if self.free and self.freed_after is None:
+            self.freed_after = self.now()  # else "freed in ?" when only this scan saw it free
         self.inodes |= {s.inode for s in self.last.sockets}
         self.adopt_holders(self.last)
 
