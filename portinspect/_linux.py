@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import _socket
 import errno
+import functools
 import os
 import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from portinspect.models import Family, InterfaceAddress, ProcessInfo, Proto, Socket
 
@@ -1040,3 +1042,145 @@ def command_lines() -> list[tuple[int, tuple[str, ...]]]:
         if argv:
             found.append((pid, argv))
     return found
+
+
+# --- run/serve: keeping a process tree (prctl, descendants, pidfds) -------------------------
+# The supervisor of `portinspect run` (portinspect/_supervise.py) is a child subreaper: every
+# process its server leaves behind (a double fork, a setsid daemon, npm's orphaned node) is
+# reparented to it instead of init, so walking its children finds the whole tree, and it can
+# signal and reap all of it. prctl is reached through ctypes; nothing is imported until used.
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36  # Linux 3.4
+
+
+@functools.cache
+def _libc() -> Any:
+    # Opened once, in the parent: the keeper calls prctl again between fork and exec, where
+    # dlopen() is best avoided.
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int) -> None:
+    import ctypes
+
+    if _libc().prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def set_child_subreaper() -> None:
+    """Orphans among our descendants are reparented to us, not to init (PR_SET_CHILD_SUBREAPER)."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """The kernel sends us signum when the THREAD that forked us exits (PR_SET_PDEATHSIG).
+
+    Not inherited by our children; kept across execve (except of a set-uid program).
+    """
+    _prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def _ppid_and_start(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks since boot) of pid; None if it has gone."""
+    try:
+        stat = _read_small(f"/proc/{pid}/stat")
+    except _GONE_OR_HIDDEN:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[1]), int(fields[19])
+
+
+def descendants(root: int) -> list[int]:
+    """root's descendants (root excluded), parents before their children.
+
+    Through /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN), so it costs the size of
+    the tree. A child that exits while we walk is simply not listed.
+    """
+    if not _can_list_children():
+        raise OSError(errno.ENOSYS, "no /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN)")
+    found: list[int] = []
+    seen = {root}
+    todo = [root]
+    while todo:
+        for child in _children(todo.pop(0)):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+class Pidfd:
+    """A process pinned by a pidfd (Linux 5.3): a signal sent through it reaches that process
+    or nothing, never another one that was given its pid after it exited."""
+
+    __slots__ = ("_fd", "pid")
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid = pid
+        self._fd = fd
+
+    def send(self, signum: int) -> bool:
+        """Deliver signum; False if the process has exited and been reaped."""
+        import signal
+
+        try:
+            signal.pidfd_send_signal(self._fd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def pin_descendants(root: int) -> list[Pidfd]:
+    """Pidfds for root's descendants, parents first.
+
+    Each pid is pinned, then checked: the process now behind it started when the one listed
+    did (read before and after pidfd_open), and its parent is root or a process pinned before
+    it. So a pid freed and reused between the listing and the pinning is left alone.
+    Raises OSError (ENOSYS, EPERM under seccomp) where pidfds cannot be had.
+    """
+    members = {root}
+    pinned: list[Pidfd] = []
+    for pid in descendants(root):
+        before = _ppid_and_start(pid)
+        if before is None:
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        after = _ppid_and_start(pid)
+        if after is None or after[1] != before[1] or after[0] not in members:
+            os.close(fd)
+            continue
+        members.add(pid)
+        pinned.append(Pidfd(pid, fd))
+    return pinned
+
+
+def tree_sockets(root: int, ports: frozenset[int], protos: frozenset[Proto]) -> list[Socket]:
+    """The listening sockets on `ports` held by root's descendants, with those holders' pids.
+
+    One socket dump (netlink); the fd walk only when a port listens, and only over the tree:
+    a handful of processes, where finding the holder among all processes would walk them all.
+    """
+    entries = [e for e in _sockets(protos) if e[3] in ports and e[5] is not None]
+    if not entries:
+        return []
+    walk = _Walk(e[5] for e in entries if e[5] is not None)
+    for pid in descendants(root):
+        walk.scan(pid)
+    return [
+        Socket(proto, family, address, port, uid=uid, inode=inode, pids=tuple(sorted(holders)))
+        for proto, family, address, port, uid, inode in entries
+        if inode is not None and (holders := walk.holders.get(inode))
+    ]

@@ -321,7 +321,7 @@ class Handle:
         except psutil.AccessDenied:
             return True
 
-    def send(self, signum: int | None) -> Sent:
+    def signal(self, signum: int | None) -> Sent:
         """signum None: terminate() (TerminateProcess on Windows)."""
         try:
             if signum is None:
@@ -338,7 +338,7 @@ class Handle:
         """Signal 0: would a signal be allowed? (True where the OS has no signal 0.)"""
         if not CAN_SIGNAL:
             return True
-        return self.send(0) is not Sent.DENIED
+        return self.signal(0) is not Sent.DENIED
 
     def children(self) -> list[Handle]:
         try:
@@ -352,6 +352,13 @@ class Handle:
         except psutil.Error:
             return None
 
+    def send(self, signum: int) -> bool:
+        """The ProcessHandle protocol run/serve use: False when the process has gone."""
+        return self.signal(signum) is not Sent.GONE
+
+    def close(self) -> None:
+        return None
+
 
 def capture(info: ProcessInfo) -> Handle | None:
     """A Handle for a process the scan saw; None if it exited or its pid was reused."""
@@ -363,3 +370,38 @@ def capture(info: ProcessInfo) -> Handle | None:
     except psutil.Error:
         return None
     return Handle(proc)
+
+
+# --- run/serve: a process tree where no pidfds exist (macOS, old Linux) ----------------------
+
+
+def descendants(root: int) -> list[int]:
+    """root's descendants (root excluded), parents before their children; [] if root has gone."""
+    return [h.pid for h in pin_descendants(root)]
+
+
+def pin_descendants(root: int) -> list[Handle]:
+    """Handles to root's descendants, parents first (psutil appends each child when it
+    reaches its parent); [] if root has gone."""
+    try:
+        return [Handle(proc) for proc in psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_sockets(root: int, ports: frozenset[int], protos: frozenset[Proto]) -> list[Socket]:
+    """The listening sockets on `ports` held by root's descendants, with those holders' pids."""
+    found: dict[_Key, set[int]] = defaultdict(set)
+    for pid in descendants(root):
+        try:
+            proc = psutil.Process(pid)
+        except psutil.Error:
+            continue
+        for proto in protos:
+            for key, holder in _per_process(proto, [proc]):
+                if key[3] in ports:
+                    found[key].add(holder)
+    return [
+        Socket(proto, family, address, port, pids=tuple(sorted(pids)))
+        for (proto, family, address, port), pids in found.items()
+    ]

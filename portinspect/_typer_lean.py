@@ -23,7 +23,14 @@ from typing import Any
 from typer.core import TyperCommand
 
 # annotation -> the type click's value must have to pass through unchanged
-_PLAIN: dict[Any, type] = {str: str, str | None: str, list[str]: str, bool: bool, bool | None: bool}
+_PLAIN: dict[Any, type] = {
+    str: str,
+    str | None: str,
+    list[str]: str,
+    list[str] | None: str,
+    bool: bool,
+    bool | None: bool,
+}
 
 
 class _Identity:

@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -57,7 +58,7 @@ def _hidden_owners_warning() -> str:
 class Outcome:
     """What a command produced, before it is printed."""
 
-    status: ExitStatus
+    status: ExitStatus | int  # int: `run` exits with its test command's status
     payload: dict[str, Any]
     human: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -200,7 +201,7 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
         raise  # EPIPE: the entry point ends the process as SIGPIPE would
 
 
-def _unwritten(status: ExitStatus, exc: OSError) -> int:
+def _unwritten(status: ExitStatus | int, exc: OSError) -> int:
     """stdout closed, full or failing: the work is done (kill finished, free gave its leases
     back), the result is lost. Say so; a failure the command already had keeps its code,
     a success becomes exit 1, as `ls` and `rm -v` do when they cannot write."""
@@ -827,6 +828,99 @@ def kill_command(
         return Outcome(result.status, payload, human="\n".join(lines), error=error)
 
     return _run("kill", _output(as_json, quiet), body)
+
+
+@app.command(
+    "run",
+    cls=_typer_lean.LeanCommand,
+    # Everything after the first word of the test command is the test command's: `run
+    # --server X pytest -x` passes -x to pytest (as does `-- pytest -x`).
+    context_settings={"allow_interspersed_args": False},
+)
+def run_command(
+    tests: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="TEST", help="The test command and its arguments, after --."),
+    ] = None,
+    servers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--server", metavar="[NAME=]COMMAND", help="A server to start; {port} is its port."
+        ),
+    ] = None,
+    near: Annotated[
+        list[str] | None,
+        typer.Option("--near", metavar="[NAME:]PORT", help="Lease the free port nearest this."),
+    ] = None,
+    port: Annotated[
+        list[str] | None,
+        typer.Option("--port", metavar="[NAME:]PORT", help="A fixed port instead of a lease."),
+    ] = None,
+    http: Annotated[
+        list[str] | None,
+        typer.Option("--http", metavar="[NAME:]PATH", help="Ready once GET PATH answers < 500."),
+    ] = None,
+    wait_timeout: Annotated[
+        str,
+        typer.Option(
+            "--wait-timeout", metavar="SECONDS", help="Give up on a server not ready (exit 124)."
+        ),
+    ] = "30",  # runner.DEFAULT_WAIT_TIMEOUT
+    stop_timeout: Annotated[
+        str,
+        typer.Option("--stop-timeout", metavar="SECONDS", help="Graceful stop before SIGKILL."),
+    ] = "5",  # runner.DEFAULT_STOP_TIMEOUT
+    reclaim: Annotated[
+        bool, typer.Option("--reclaim", help="Stop whatever holds a fixed --port first.")
+    ] = False,
+    shell: Annotated[
+        bool, typer.Option("--shell", help="Run the commands through /bin/sh -c.")
+    ] = False,
+    log_dir: Annotated[
+        str | None,
+        typer.Option("--log-dir", metavar="DIR", help="Server output to DIR/NAME.log."),
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Start servers on free ports, wait until ready, run the tests, stop it all, verify."""
+    from portinspect import runner
+
+    def body() -> Outcome:
+        specs = runner.parse_servers(
+            servers or [], ports=port or [], near=near or [], http=http or []
+        )
+        progress = None if quiet else lambda event: _say(render.run_event(event))
+        result = runner.run(
+            specs,
+            tests or None,
+            wait_timeout=parse_seconds(wait_timeout, "--wait-timeout"),
+            stop_timeout=parse_seconds(stop_timeout, "--stop-timeout"),
+            reclaim=reclaim,
+            shell=shell,
+            log_dir=log_dir,
+            on_line=None if log_dir is not None else _server_line,
+            on_event=progress,
+            # stdout holds the one JSON document: the tests' own output goes to stderr.
+            test_stdout=2 if as_json else None,
+        )
+        notes = render.run_teardown(result.teardown)
+        if log_dir is not None and result.failed is not None:  # its output was not on stderr
+            failed = next(s for s in result.servers if s.name == result.failed)
+            notes += render.server_tail(failed, Path(log_dir) / f"{failed.name}.log")
+        error = None if result.exit_status == 0 else render.clean(result.message)
+        return Outcome(result.exit_status, result.to_dict(), error=error, notes=notes)
+
+    return _run("run", _output(as_json, quiet), body)
+
+
+def _server_line(name: str, line: str) -> None:
+    _say_raw(render.server_line(name, line))
+
+
+def _say_raw(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"{text}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -11,7 +11,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from portinspect.models import WaitResult
+    from portinspect.models import Teardown, WaitResult
 
 
 class ExitStatus(IntEnum):
@@ -25,10 +25,16 @@ class ExitStatus(IntEnum):
     # `audit` found a way in at or above --fail-on: a verdict, not a failure to run, so it
     # shares no code with an error (7 and 8 are left free for other commands' outcomes).
     FINDINGS = 9
-    TIMEOUT = 124  # `wait` timed out (the timeout(1) convention)
+    # `run`'s own codes sit where test commands rarely exit (pytest uses 0-5, shells 126-127,
+    # Python 120 for a failed flush at exit); run --json tells them apart for sure.
+    SERVER_EXITED = 121  # `run`: a server exited before it was ready, or during the tests
+    LEFT_BEHIND = 122  # `run`: teardown left a process or a listening port behind
+    TIMEOUT = 124  # `wait` timed out; `run`: a server was not ready in time (timeout(1))
     CANNOT_RUN = 126  # `wait -- COMMAND`: the command is not executable (the shell's code)
     COMMAND_NOT_FOUND = 127  # `wait -- COMMAND`: no such command (the shell's code)
+    HANGUP = 129  # `run` was sent SIGHUP (128 + 1), and tore everything down
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # `run` was sent SIGTERM (128 + 15), and tore everything down
 
 
 class PortInspectError(Exception):
@@ -83,3 +89,42 @@ class WaitTimeoutError(PortInspectError):
         self.pending = pending  # the ports whose condition did not hold in time
         self.elapsed = elapsed
         self.result = result  # every target's report, as wait_for would have returned it
+
+
+class ServerExitedError(PortInspectError):
+    """A server of run()/serve() exited before it was ready (or could not be started).
+
+    name, port and status (its exit code, minus the signal that ended it, or None when it
+    could not be started at all); output: the last lines it printed.
+    """
+
+    exit_status = ExitStatus.SERVER_EXITED
+
+    def __init__(
+        self, message: str, *, name: str, port: int, status: int | None, output: str
+    ) -> None:
+        super().__init__(message, port=port)
+        self.name = name
+        self.status = status
+        self.output = output
+
+
+class ServerNotReadyError(PortInspectError):
+    """A server of run()/serve() was not ready within the wait timeout (it was stopped)."""
+
+    exit_status = ExitStatus.TIMEOUT
+
+    def __init__(self, message: str, *, name: str, port: int, output: str) -> None:
+        super().__init__(message, port=port)
+        self.name = name
+        self.output = output
+
+
+class LeftBehindError(PortInspectError):
+    """serve()'s teardown left a process or a listening port behind; teardown says which."""
+
+    exit_status = ExitStatus.LEFT_BEHIND
+
+    def __init__(self, message: str, *, teardown: Teardown) -> None:
+        super().__init__(message)
+        self.teardown = teardown

@@ -320,13 +320,14 @@ def find_free_ports(
         allow_privileged=allow_privileged,
         allow_unsafe=allow_unsafe,
     )
+    seen_at = time.time()  # a lease taken after this read is not judged by it
     listeners, bound = scanner.taken_ports(protos)
     store = LeaseStore.default() if lease else None
     try:
         if store is not None:
             # Listeners only: a socket that is merely bound may be a parallel caller's probe
             # of a port it holds the lease on.
-            store.sweep(listeners)
+            store.sweep(listeners, seen_at)
         search = _Search(
             policy, protos, listeners, store, lease_seconds, release_on_exit, explain, bound
         )

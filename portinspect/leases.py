@@ -72,6 +72,7 @@ _FIELD_RULES = {
     "expires": re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?\Z"),
     "release_on_exit": re.compile(r"[01]\Z"),
     "token": re.compile(r"[0-9A-Za-z_-]{0,64}\Z"),
+    "created": re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?\Z"),
 }
 _SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS)
 
@@ -121,11 +122,15 @@ class Lease:
     # Set when `<port>.lease` is not a regular file (a directory, a FIFO, a symlink): it is
     # never read, never removed, and its port is not handed out while it is there.
     odd: str | None = None
+    # When it was taken (seconds since the epoch; 0 in files of older versions): a socket
+    # table read before then cannot say its port got bound (see LeaseStore.sweep).
+    created: float = 0.0
 
     def encode(self) -> bytes:
         return (
             f"pid={self.pid}\nexpires={self.expires:.3f}\n"
             f"release_on_exit={int(self.release_on_exit)}\ntoken={self.token}\n"
+            f"created={self.created:.6f}\n"
         ).encode("ascii")
 
     @classmethod
@@ -156,6 +161,7 @@ class Lease:
             expires=expires,
             release_on_exit=fields.get("release_on_exit") == "1",
             token=fields.get("token", ""),
+            created=float(fields.get("created", "0")),
         )
 
     def ended(self, now: float, *, bound: bool) -> bool:
@@ -670,7 +676,8 @@ class LeaseStore:
     @staticmethod
     def new_lease(port: int, seconds: float, *, release_on_exit: bool) -> Lease:
         token = secrets.token_hex(8)
-        return Lease(port, os.getpid(), time.time() + seconds, release_on_exit, token)
+        now = time.time()
+        return Lease(port, os.getpid(), now + seconds, release_on_exit, token, created=now)
 
     def acquire(self, mine: Lease) -> Lease:
         """Try to take the lease `mine`; returns the lease now on the port (`mine` if we won)."""
@@ -739,15 +746,26 @@ class LeaseStore:
                 for port in ports:
                     self._unlink_locked(port, functools.partial(_taken_by, pid))
 
-    def sweep(self, bound: Container[int]) -> None:
+    def sweep(self, bound: Container[int], seen_at: float | None = None) -> None:
         """Remove every lease that ended: expired, its port now bound, or its owner gone.
 
         Run before each search. Removing a bound port's lease is what makes a lease last
         "until it is bound": when that server stops, the port is free again at once. Only
         regular files with the names we write are looked at; the rest of the directory is
         not ours.
+
+        bound: the ports that had a listener when the socket table was read, at seen_at
+        (time.time()). A lease taken after that read is never taken for bound: the listener
+        seen may be an old server that stopped since, its port leased anew a moment later;
+        removing that new lease on the word of the old read let a third caller take the
+        same port (ten `portinspect run`s in parallel on one port block found it).
         """
         now = time.time()
+        before = now if seen_at is None else seen_at
+
+        def ended_now(lease: Lease) -> bool:
+            return lease.ended(time.time(), bound=lease.port in bound and lease.created < before)
+
         ended: list[int] = []
         try:
             for count, entry in enumerate(self._dir.entries()):
@@ -759,7 +777,7 @@ class LeaseStore:
                     if not entry.is_file(follow_symlinks=False):
                         continue
                     lease = self.read(port)
-                    if lease is not None and lease.ended(now, bound=port in bound):
+                    if lease is not None and ended_now(lease):
                         ended.append(port)
                 elif name.endswith(".tmp") and _TMP_NAME.match(name):
                     self._remove_orphan(name, now)
@@ -769,9 +787,7 @@ class LeaseStore:
             with self._locked() as locked:
                 if locked:
                     for port in ended:
-                        self._unlink_locked(
-                            port, lambda lease: lease.ended(time.time(), bound=lease.port in bound)
-                        )
+                        self._unlink_locked(port, ended_now)
 
     def _remove_if(self, port: int, ended: Callable[[Lease], bool]) -> bool:
         """Remove the lease on port if `ended` holds under the lock; False if no lock."""

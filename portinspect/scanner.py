@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from portinspect.models import (
     ALL_PROTOS,
@@ -470,3 +470,106 @@ def command_lines(*, backend: str | None = None) -> list[tuple[int, tuple[str, .
 def privileged() -> bool:
     """True when we run as root (POSIX): every owner in our pid namespace is visible."""
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# --- process trees, for run/serve's supervisor ----------------------------------------------
+
+
+class ProcessHandle(Protocol):
+    """A process pinned when it was found: send() reaches it or nothing, never a process that
+    was given its pid later (a pidfd on Linux, psutil's start-time check elsewhere)."""
+
+    pid: int
+
+    def send(self, signum: int) -> bool: ...  # False: it has gone
+    def close(self) -> None: ...
+
+
+def keep_orphans() -> bool:
+    """Make this process the reaper of its orphaned descendants (a child subreaper, Linux).
+
+    False where no OS support exists (macOS, Windows): orphans then go to init or launchd.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    from portinspect import _linux
+
+    try:
+        _linux.set_child_subreaper()
+    except OSError:
+        return False
+    return True
+
+
+def die_with_parent(signum: int) -> bool:
+    """Ask the kernel for signum when our parent exits (Linux); False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    from portinspect import _linux
+
+    try:
+        _linux.set_parent_death_signal(signum)
+    except OSError:
+        return False
+    return True
+
+
+def descendants(root: int, *, backend: str | None = None) -> list[int]:
+    """root's descendants (root excluded), parents before their children."""
+
+    def linux() -> list[int]:
+        from portinspect import _linux
+
+        return _linux.descendants(root)
+
+    def portable() -> list[int]:
+        from portinspect import _psutil
+
+        return _psutil.descendants(root)
+
+    return _via_backend(backend, linux, portable)
+
+
+def pin_descendants(root: int, *, backend: str | None = None) -> list[ProcessHandle]:
+    """Handles to root's descendants, parents first: signal through them, close them after."""
+
+    def linux() -> list[ProcessHandle]:
+        from portinspect import _linux
+
+        return list(_linux.pin_descendants(root))
+
+    def portable() -> list[ProcessHandle]:
+        from portinspect import _psutil
+
+        return list(_psutil.pin_descendants(root))
+
+    return _via_backend(backend, linux, portable)
+
+
+def tree_sockets(
+    root: int,
+    ports: Iterable[int],
+    protos: Iterable[Proto] = (Proto.TCP,),
+    *,
+    backend: str | None = None,
+) -> list[Socket]:
+    """The listening sockets on `ports` (any address, either family) held by root's
+    descendants, each with the pids among them that hold it."""
+    wanted, kinds = frozenset(ports), frozenset(protos)
+
+    def linux() -> list[Socket]:
+        from portinspect import _linux
+
+        return _linux.tree_sockets(root, wanted, kinds)
+
+    def portable() -> list[Socket]:
+        from portinspect import _psutil
+
+        return _psutil.tree_sockets(root, wanted, kinds)
+
+    return _via_backend(backend, linux, portable)
+
+
+def process(pid: int, *, backend: str | None = None) -> ProcessInfo | None:
+    """What we may read about one process; None if it has gone."""
+    return _process_reader(backend)(pid)

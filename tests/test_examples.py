@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,13 @@ from portinspect import scan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BIN = Path(sys.executable).parent
-TESTED = {"ci_smoke.sh", "github-actions.yml", "library_usage.py", "test_with_free_port.py"}
+TESTED = {
+    "ci_run.sh",
+    "ci_smoke.sh",
+    "github-actions.yml",
+    "library_usage.py",
+    "test_with_free_port.py",
+}
 
 
 def _env() -> dict[str, str]:
@@ -57,6 +64,19 @@ def test_ci_shell_script_serves_and_frees_its_port(tmp_path: Path) -> None:
     port = _ports_in(proc.stdout.splitlines()[0])[0]
     assert "port free" in proc.stdout
     assert scan(port) == []
+
+
+@needs_curl
+def test_ci_run_script_serves_tests_and_proves_the_port_free(tmp_path: Path) -> None:
+    proc = _run(["bash", str(EXAMPLES / "ci_run.sh")], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.endswith("tests passed, server stopped, port free\n")
+    report = json.loads((tmp_path / "run-report.json").read_text())
+    assert report["outcome"] == "tests-passed" and report["teardown"]["clean"]
+    [server] = report["servers"]
+    assert f"served on {server['port']}" in proc.stderr  # the tests' stdout, beside --json
+    # The port's proof is run's own, by socket: the other examples may take port 8000 next.
+    assert [check["free"] for check in report["teardown"]["ports"]] == [True]
 
 
 def _workflow_script(path: Path, step: str) -> str:

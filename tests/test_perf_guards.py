@@ -95,6 +95,12 @@ def _cli(*args: str) -> str:
         # audit reads /proc and netlink itself: no psutil, and its report is no table.
         pytest.param(_cli("audit", "--json"), HEAVY, id="audit --json"),
         pytest.param(_cli("audit"), HEAVY, id="audit"),
+        # run: a lease, a keeper, the socket table and a port check; no psutil on Linux.
+        pytest.param(
+            _cli("run", "--server", f"{sys.executable} -c pass", "--", "true"), HEAVY, id="run"
+        ),
+        # Every pytest run of every project with portinspect installed loads the plugin.
+        pytest.param("import portinspect.pytest_plugin", HEAVY | {"typer"}, id="pytest plugin"),
     ],
 )
 @pytest.mark.skipif(not LINUX, reason="the Linux path is the one that avoids psutil")

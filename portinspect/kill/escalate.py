@@ -229,7 +229,7 @@ class Escalation:
     def signal(self, handle: _psutil.Handle, signum: int | None) -> bool:
         if handle.pid <= 1 or handle.pid in self.who.lineage:
             return False  # whatever a plan says: never init, never ourselves or our parents
-        sent = handle.send(signum)
+        sent = handle.signal(signum)
         if sent is _psutil.Sent.DENIED:
             info = self._info(handle.pid)
             self.notes.append(Reason(ReasonKind.DENIED, info))
