@@ -165,7 +165,7 @@ def _tunnels(backend: str | None) -> list[Tunnel]:
     import os
 
     from portinspect import tunnels
-    from portinspect.frameworks import parse_command
+    from portinspect.cmdline import parse_command
 
     found = [
         tunnel

@@ -2,7 +2,7 @@
 
 One module owns the idea of "the app behind a port"; list, who, kill and the renderers read
 its result and walk no tree of their own. Pure: it reads a Snapshot (sockets, processes, who
-holds which port) and the command-line signatures of frameworks.py, nothing from the OS.
+holds which port) and the command-line signatures of signatures.py, nothing from the OS.
 
 From the holders of the sockets it climbs parent by parent, taking a parent in only when
 that parent exists to run them (the contract `kill` keeps, README "What kill stops"):
@@ -26,7 +26,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from portinspect import frameworks as fw
+from portinspect import appspec, managers
+from portinspect.appspec import SourceReader
+from portinspect.catalogue import (
+    KIND_BOUNDARY,
+    KIND_LAUNCHER,
+    KIND_MP_CHILD,
+    KIND_SCRIPT,
+    KIND_SERVER,
+    KIND_SHELL_C,
+)
 from portinspect.models import (
     App,
     Boundary,
@@ -39,15 +48,11 @@ from portinspect.models import (
     Socket,
     Stop,
 )
-
-SourceReader = fw.SourceReader
+from portinspect.signatures import Signature, describe, is_protected, same_command
 
 # Boundaries past which nothing restarts a server by itself: once every process of the app
 # has exited under one of these, no respawn can come (kill skips its respawn watch).
 QUIET_STOPS = frozenset({Stop.INIT, Stop.LINEAGE, Stop.BOUNDARY, Stop.PROTECTED})
-# How far up from a stopping `sh -c` a manager is looked for: honcho and foreman run each
-# Procfile line as `/bin/sh -c LINE`, one level below themselves.
-_RELOADER_ENV = ("RUN_MAIN", "WERKZEUG_RUN_MAIN")
 
 
 @dataclass
@@ -60,7 +65,7 @@ class AppModel:
 
     snapshot: Snapshot
     read_source: SourceReader | None = None
-    _sigs: dict[int, fw.Signature] = field(default_factory=dict, repr=False)
+    _sigs: dict[int, Signature] = field(default_factory=dict, repr=False)
     _apps: dict[tuple[tuple[int, ...], bool], tuple[App, ...]] = field(
         default_factory=dict, repr=False
     )
@@ -101,10 +106,10 @@ class AppModel:
             for pid, branches in found.items()
         }
 
-    def sig(self, pid: int) -> fw.Signature:
+    def sig(self, pid: int) -> Signature:
         found = self._sigs.get(pid)
         if found is None:
-            found = self._sigs[pid] = fw.describe(self.processes[pid])
+            found = self._sigs[pid] = describe(self.processes[pid])
         return found
 
     def parent(self, pid: int) -> ProcessInfo | None:
@@ -227,27 +232,23 @@ class _Climb:
         """The parent exists to run the child: a launcher, a reloader, the same server."""
         model = self.model
         psig, csig = model.sig(parent.pid), model.sig(child)
-        if psig.kind == fw.KIND_LAUNCHER:
+        if psig.kind == KIND_LAUNCHER:
             return True
-        if psig.kind == fw.KIND_SHELL_C:  # npm's `sh -c vite`, but not a Makefile's `sh -c`
+        if psig.kind == KIND_SHELL_C:  # npm's `sh -c vite`, but not a Makefile's `sh -c`
             grand = model.parent(parent.pid)
-            return grand is not None and model.sig(grand.pid).kind == fw.KIND_LAUNCHER
+            return grand is not None and model.sig(grand.pid).kind == KIND_LAUNCHER
         info = model.processes[child]
-        if any(info.env.get(k) == "true" for k in _RELOADER_ENV):
+        if csig.reloader_child:
             # Django's and werkzeug's reloaders re-run their own command with RUN_MAIN set.
-            return psig.kind in (fw.KIND_SERVER, fw.KIND_SCRIPT)
-        if csig.kind == fw.KIND_MP_CHILD:
-            # uvicorn --reload / --workers, fastapi dev: the server spawned its own children.
-            return psig.kind == fw.KIND_SERVER and (psig.reloads or psig.workers > 1)
-        if fw.same_command(parent, info):
+            return psig.kind in (KIND_SERVER, KIND_SCRIPT)
+        if csig.kind == KIND_MP_CHILD:
+            # uvicorn --reload / --workers, fastapi dev, sanic: the server spawned its children.
+            return psig.kind == KIND_SERVER and (psig.reloads or psig.workers > 1 or psig.spawns)
+        if same_command(parent, info):
             # A fork or re-run of the same program that serves nothing else (rule 4 checked
             # its other children): a reloader without its marker, a one-child pre-forker.
             return True
-        return (
-            psig.server is not None
-            and psig.server == csig.server
-            and psig.server not in fw.GENERIC_SERVERS
-        )
+        return psig.server is not None and psig.server == csig.server and not psig.generic
 
     # -- one app -------------------------------------------------------------------------
 
@@ -309,7 +310,7 @@ class _Climb:
     def role(self, pid: int, core: set[int], roles: Mapping[int, Role | None]) -> Role:
         model = self.model
         sig = model.sig(pid)
-        if sig.kind in (fw.KIND_LAUNCHER, fw.KIND_SHELL_C):
+        if sig.kind in (KIND_LAUNCHER, KIND_SHELL_C):
             return Role.WRAPPER
         if sig.role is not None:  # setproctitle master/worker, kernel, resource tracker
             return Role(sig.role)
@@ -321,17 +322,15 @@ class _Climb:
             return Role.SERVER
         children = [c for c in model._children.get(pid, ()) if c in core]
         if children:
-            if sig.reloads or any(
-                model.processes[c].env.get(k) == "true" for c in children for k in _RELOADER_ENV
-            ):
+            if sig.reloads or any(model.sig(c).reloader_child for c in children):
                 return Role.RELOADER
             same_server = sig.server is not None and any(
                 model.sig(c).server == sig.server for c in children
             )
-            if pid in self.holders or sig.workers > 1 or sig.server in fw.PREFORK or same_server:
+            if pid in self.holders or sig.workers > 1 or sig.prefork or same_server:
                 return Role.MASTER  # its workers share the socket, or serve as copies of it
             return Role.SUPERVISOR
-        if sig.kind == fw.KIND_SERVER and pid in self.holders and (sig.reloads or sig.workers > 1):
+        if sig.kind == KIND_SERVER and pid in self.holders and (sig.reloads or sig.workers > 1):
             # A uvicorn --reload/--workers parent whose children are gone still holds the port.
             return Role.RELOADER if sig.reloads else Role.MASTER
         return Role.SERVER
@@ -367,7 +366,7 @@ class _Climb:
     def descendant_role(self, pid: int) -> Role | None:
         model = self.model
         sig = model.sig(pid)
-        if sig.kind in (fw.KIND_LAUNCHER, fw.KIND_SHELL_C):
+        if sig.kind in (KIND_LAUNCHER, KIND_SHELL_C):
             return Role.WRAPPER
         if sig.role is not None:
             return Role(sig.role)
@@ -375,10 +374,10 @@ class _Climb:
         if parent is None:
             return None
         psig = model.sig(parent.pid)
-        if sig.kind == fw.KIND_MP_CHILD:
+        if sig.kind == KIND_MP_CHILD:
             return Role.SERVER if psig.reloads and psig.workers <= 1 else Role.WORKER
-        if fw.same_command(parent, model.processes[pid]) or (
-            sig.server in fw.PREFORK and psig.server == sig.server
+        if same_command(parent, model.processes[pid]) or (
+            sig.prefork and psig.server == sig.server
         ):
             return Role.WORKER
         return None
@@ -401,11 +400,11 @@ def outside(info: ProcessInfo, lineage: frozenset[int] = frozenset()) -> Stop | 
         return Stop.INIT
     if pid in lineage:
         return Stop.LINEAGE
-    if fw.is_protected(info):
+    if is_protected(info):
         return Stop.PROTECTED
-    if fw.manager_row(info) is not None:
+    if managers.manager_row(info) is not None:
         return Stop.MANAGER
-    if fw.describe(info).kind == fw.KIND_BOUNDARY:
+    if describe(info).kind == KIND_BOUNDARY:
         return Stop.BOUNDARY
     return None
 
@@ -451,7 +450,7 @@ def _inherited(model: AppModel, pid: int, members: set[int], attr: str) -> str |
         value: str | None = getattr(model.sig(current), attr)
         if value is not None:
             return value
-        if model.sig(current).kind != fw.KIND_MP_CHILD:
+        if model.sig(current).kind != KIND_MP_CHILD:
             return None
         seen.add(current)
         parent = model.parent(current)
@@ -467,9 +466,9 @@ def _framework_from_app(
         if sig.app is None:
             continue
         cwd = model.processes[pid].cwd
-        for path in fw.app_source_paths(sig.app, cwd, sig.app_dir):
+        for path in appspec.app_source_paths(sig.app, cwd, sig.app_dir):
             text = read_source(path)
-            framework = fw.framework_from_source(text, sig.asgi) if text is not None else None
+            framework = appspec.framework_from_source(text, sig.interface) if text else None
             if framework is not None:
                 return framework
     return None
@@ -492,19 +491,19 @@ def manager_of(model: AppModel, top: ProcessInfo, boundary: Boundary) -> Manager
     """
     above = boundary.process
     if above is not None and boundary.stop is not Stop.MANAGER:
-        if model.sig(above.pid).kind == fw.KIND_SHELL_C:
+        if model.sig(above.pid).kind == KIND_SHELL_C:
             grand = model.parent(above.pid)
-            above = grand if grand is not None and fw.manager_row(grand) else None
+            above = grand if grand is not None and managers.manager_row(grand) else None
         else:
             above = None
     if above is not None:
-        row = fw.manager_row(above)
+        row = managers.manager_row(above)
         if row is not None:
             # honcho runs each service from a forked copy of itself: name the one on top.
-            while (up := model.parent(above.pid)) is not None and fw.manager_row(up) == row:
+            while (up := model.parent(above.pid)) is not None and managers.manager_row(up) == row:
                 above = up
-            return fw.manager_for(row, above, top)
-    return fw.cgroup_manager(top)
+            return managers.manager_for(row, above, top)
+    return managers.cgroup_manager(top)
 
 
 def roles_of(apps: Iterable[App]) -> dict[int, Role]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from portinspect import frameworks
+from portinspect import managers
 from portinspect.dangers import (
     BY_KEY,
     DANGERS,
@@ -175,9 +175,9 @@ class Facts:
     v6only: Mapping[tuple[Proto, int], bool] = field(default_factory=dict)
 
 
-def _container(s: Subject) -> tuple[frameworks.ContainerProxy, ProcessInfo] | None:
+def _container(s: Subject) -> tuple[managers.ContainerProxy, ProcessInfo] | None:
     for proc in s.processes:
-        proxy = frameworks.container_proxy(proc)
+        proxy = managers.container_proxy(proc)
         if proxy is not None:
             return proxy, proc
     return None

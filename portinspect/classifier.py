@@ -12,7 +12,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from portinspect.apptree import AppModel, SourceReader, roles_of
+from portinspect.appspec import SourceReader
+from portinspect.apptree import AppModel, roles_of
 from portinspect.data import read_text
 from portinspect.models import App, Holder, Listener, PortRange, Proto, Role, Snapshot, Socket
 

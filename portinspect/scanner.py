@@ -440,7 +440,7 @@ def process_tree(
 
 def container_proxies(port: int) -> tuple[ProcessInfo, ...]:
     """docker-proxy and rootless forwarders that name `port` on their command line."""
-    from portinspect.frameworks import container_proxy
+    from portinspect.managers import container_proxy
 
     found: list[ProcessInfo] = []
     for pid, cmdline in command_lines():

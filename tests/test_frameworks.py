@@ -13,17 +13,11 @@ from dataclasses import dataclass, field
 import pytest
 
 from portinspect.apptree import AppModel, roles_of
-from portinspect.frameworks import (
-    SourceReader,
-    app_source_paths,
-    container_proxy,
-    describe,
-    framework_from_source,
-    is_boundary,
-    is_protected,
-    normalise_argv,
-    parse_command,
-)
+from portinspect.appspec import SourceReader, app_source_paths, framework_from_source
+from portinspect.catalogue import ASGI, WSGI
+from portinspect.cmdline import normalise_argv, parse_command
+from portinspect.managers import container_proxy
+from portinspect.signatures import describe, is_boundary, is_protected
 from portinspect.models import Family, PortKey, ProcessInfo, Proto, Snapshot, Socket
 
 V = "/home/dev/proj/.venv/bin"
@@ -158,7 +152,8 @@ def test_padding_is_stripped_and_a_title_is_split() -> None:
             "--port 1",
         ),
         ("node /p/node_modules/vite/bin/vite.js", "node", "vite", ""),
-        ("node /usr/lib/node_modules/npm/bin/npm-cli.js run dev", "node", "npm", "run dev"),
+        # npm's script is npm-cli.js: the catalogue's npm row lists both names.
+        ("node /usr/lib/node_modules/npm/bin/npm-cli.js run dev", "node", "npm-cli", "run dev"),
         ("-bash", None, "bash", ""),
     ],
 )
@@ -420,7 +415,7 @@ def test_uvicorn_in_a_notebook_kernel_is_the_kernels_not_jupyters() -> None:
         ),
         spawn_child(201, 200),
     )
-    assert identify_app([200], processes) == AppIdentity(None, None, 200, {200: "kernel"})
+    assert identify_app([200], processes) == AppIdentity("jupyter", "kernel", 200, {200: "kernel"})
     # A spawn child of a kernel is not taken into the kernel: stopping it would lose the notebook.
     assert identify_app([201], processes).app_pid == 201
 
@@ -793,6 +788,7 @@ def test_docker_proxy() -> None:
     assert found == {
         "proxy": "docker-proxy",
         "runtime": "docker",
+        "cli": "docker",
         "proto": "tcp",
         "host_ip": "0.0.0.0",
         "host_port": 8080,
@@ -827,6 +823,7 @@ def test_rootless_forwarders(cmdline: tuple[str, ...], runtime: str) -> None:
     found = container_proxy(ProcessInfo(800, 700, None, "dev", cmdline))
     assert found is not None
     assert found["runtime"] == runtime
+    assert found["cli"] == ("podman" if runtime == "podman" else "docker")
     assert found["host_port"] is None
 
 
@@ -841,7 +838,7 @@ def test_not_a_container_proxy() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "asgi", "expected"),
+    ("text", "interface", "expected"),
     [
         (FASTAPI_SRC, None, "fastapi"),
         (FLASK_SRC, None, "flask"),
@@ -855,12 +852,12 @@ def test_not_a_container_proxy() -> None:
         ("import django.core.wsgi as w\n", None, "django"),
         ("from .app import app\n", None, None),
         ("# from fastapi import FastAPI\nx = 'import flask'\n", None, None),
-        ("from fastapi import FastAPI\nfrom flask import Flask\n", True, "fastapi"),
-        ("from fastapi import FastAPI\nfrom flask import Flask\n", False, "flask"),
+        ("from fastapi import FastAPI\nfrom flask import Flask\n", ASGI, "fastapi"),
+        ("from fastapi import FastAPI\nfrom flask import Flask\n", WSGI, "flask"),
     ],
 )
-def test_framework_from_source(text: str, asgi: bool | None, expected: str | None) -> None:
-    assert framework_from_source(text, asgi) == expected
+def test_framework_from_source(text: str, interface: str | None, expected: str | None) -> None:
+    assert framework_from_source(text, interface) == expected
 
 
 @pytest.mark.parametrize(

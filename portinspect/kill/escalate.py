@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from portinspect import _interrupts, _psutil, frameworks, scanner
+from portinspect import _interrupts, _psutil, managers, scanner, signatures
 from portinspect.kill.plan import Who, refusal
 from portinspect.models import (
     KillPlan,
@@ -289,7 +289,7 @@ class Escalation:
         reason = refusal(info, self.who.lineage)
         if reason is not None:
             return reason
-        if frameworks.is_boundary(info) or frameworks.manager_row(info) is not None:
+        if signatures.is_boundary(info) or managers.manager_row(info) is not None:
             return Reason(ReasonKind.INHERITED, info)
         if not self.who.privileged and info.user not in (None, self.who.user):
             return Reason(ReasonKind.FOREIGN, info, user=info.user, me=self.who.user)

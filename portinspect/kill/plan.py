@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from portinspect import apptree, frameworks
+from portinspect import apptree, managers, signatures
 from portinspect.models import (
     App,
     ContainerHint,
@@ -194,7 +194,7 @@ def refusal(info: ProcessInfo | None, lineage: frozenset[int]) -> Reason | None:
         return None
     if info.pid in lineage:
         return Reason(ReasonKind.LINEAGE, info)
-    if info.pid <= 1 or frameworks.is_protected(info):
+    if info.pid <= 1 or signatures.is_protected(info):
         return Reason(ReasonKind.PROTECTED, info)
     return None
 
@@ -222,10 +222,10 @@ def refused_for_collateral(plan: KillPlan) -> KillPlan:
 def container_hints(port: int, procs: Iterable[ProcessInfo]) -> tuple[ContainerHint, ...]:
     hints: dict[tuple[str, int], ContainerHint] = {}
     for info in procs:
-        proxy = frameworks.container_proxy(info)
+        proxy = managers.container_proxy(info)
         if proxy is None:
             continue
-        cli = "podman" if proxy["runtime"] == "podman" else "docker"
+        cli = proxy["cli"]
         ip, inner = proxy["container_ip"], proxy["container_port"]
         hints[(proxy["proxy"], info.pid)] = ContainerHint(
             proxy=proxy["proxy"],
