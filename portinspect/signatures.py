@@ -61,6 +61,25 @@ _NONE: tuple[Server | None, Signature] = (None, Signature())
 
 def describe(proc: ProcessInfo) -> Signature:
     """Framework, server and kind of one process, from its cmdline and env markers."""
+    return _read(proc)[1]
+
+
+def row_for(proc: ProcessInfo) -> Server | None:
+    """The catalogue row describe() read for this process; None when no row fits."""
+    return _read(proc)[0]
+
+
+def evidence(proc: ProcessInfo, name: str) -> bool | None:
+    """A named switch of the process's catalogue row (`debug`: flask --debug or FLASK_DEBUG=1);
+    None when its row has no such switch."""
+    row = row_for(proc)
+    switch = dict(row.evidence).get(name) if row is not None else None
+    if switch is None:
+        return None
+    return _switched(switch, parse_command(proc.cmdline).args, proc.env)
+
+
+def _read(proc: ProcessInfo) -> tuple[Server | None, Signature]:
     cmd = parse_command(proc.cmdline)
     row, sig = _from_command(cmd)
     env = proc.env
@@ -69,23 +88,16 @@ def describe(proc: ProcessInfo) -> Signature:
         if marked is not None:
             row, sig = marked
     if row is not None and env:
-        reloads = sig.reloads or (bool(row.reloader.env) and _switched(row.reloader, cmd.args, env))
+        reloads = sig.reloads or (
+            bool(row.reloader.env) and _switched(row.reloader, cmd.args, env)
+        )
         child = any(env.get(k) == "true" for k in row.child_env)
         if reloads != sig.reloads or child:
             sig = sig._replace(reloads=reloads, reloader_child=child)
     if not cmd.program and proc.name and is_boundary_name(stem(proc.name)):
         # cmdline hidden (another user's process on macOS): comm may still say "a shell".
-        return Signature(kind=KIND_BOUNDARY)
-    return sig
-
-
-def evidence(proc: ProcessInfo, name: str) -> bool | None:
-    """A named switch of the process's catalogue row (`debug`: flask --debug or FLASK_DEBUG=1);
-    None when its row has no such switch."""
-    cmd = parse_command(proc.cmdline)
-    row, _ = _from_command(cmd)
-    switch = dict(row.evidence).get(name) if row is not None else None
-    return _switched(switch, cmd.args, proc.env) if switch is not None else None
+        return None, Signature(kind=KIND_BOUNDARY)
+    return row, sig
 
 
 def _from_env(cmd: Command, env: Mapping[str, str]) -> tuple[Server, Signature] | None:

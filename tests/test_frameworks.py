@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from portinspect.apptree import AppModel, roles_of
 from portinspect.appspec import SourceReader, app_source_paths, framework_from_source
+from portinspect.apptree import AppModel, roles_of
 from portinspect.catalogue import ASGI, WSGI
 from portinspect.cmdline import normalise_argv, parse_command
 from portinspect.managers import container_proxy
-from portinspect.signatures import describe, is_boundary, is_protected
 from portinspect.models import Family, PortKey, ProcessInfo, Proto, Snapshot, Socket
+from portinspect.signatures import describe, is_boundary, is_protected
 
 V = "/home/dev/proj/.venv/bin"
 CWD = "/home/dev/proj"

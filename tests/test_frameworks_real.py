@@ -34,7 +34,7 @@ SOURCE_LIMIT = 256 * 1024
 @dataclass(frozen=True)
 class Expected:
     framework: str | None
-    server: str
+    server: str | None
     leader_role: str  # role of the pid we started, which must be the app's top
     other_roles: tuple[str, ...] = ()  # roles of the other members, sorted
 
@@ -48,6 +48,14 @@ EXPECTED = {
     "flask-debug": Expected("flask", "werkzeug", "reloader", ("server",)),
     "gunicorn": Expected("flask", "gunicorn", "master", ("worker", "worker")),
     "jupyter": Expected("jupyter", "jupyter", "server"),
+    "hypercorn": Expected("fastapi", "hypercorn", "master", ("worker",)),
+    "daphne": Expected("fastapi", "daphne", "server"),
+    "waitress": Expected("flask", "waitress", "server"),
+    # The module imports FastAPI and Flask: under --interface wsgi it is served as Flask.
+    "granian-wsgi": Expected("flask", "granian", "master", ("worker",)),
+    "sanic": Expected("sanic", "sanic", "master", ("worker",)),
+    "bottle": Expected("bottle", "wsgiref", "server"),
+    "tornado": Expected("tornado", None, "server"),
 }
 
 
