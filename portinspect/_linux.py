@@ -869,6 +869,11 @@ def _cwd(pid: int) -> str | None:
     return path or None
 
 
+def ephemeral_range_text() -> str:
+    """The kernel's range for outgoing connections' local ports, as it says it ("32768\t60999")."""
+    return _read_small("/proc/sys/net/ipv4/ip_local_port_range").decode("ascii", "replace")
+
+
 def boot_time() -> float:
     for line in _read("/proc/stat").splitlines():
         if line.startswith(b"btime"):

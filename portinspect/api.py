@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from portinspect import appsource, apptree, classifier, scanner
+from portinspect import scanner
 from portinspect.inputs import check_ports, check_proto
 from portinspect.models import InterfaceAddress, Listener, PortView, ProcessInfo, Proto, Snapshot
 
@@ -21,6 +21,8 @@ class ScanResult:
     # Some owner could not be seen: not root, /proc hidepid, or macOS without root
     # (where other users' sockets cannot even be listed).
     owners_hidden: bool
+    # We see every process (root): hidden owners are the kernel's or another namespace's.
+    privileged: bool = False
 
 
 def scan_result(
@@ -30,11 +32,13 @@ def scan_result(
     backend: str | None = None,
 ) -> ScanResult:
     """scan(), and whether some owners were hidden from us."""
+    from portinspect import appsource, classifier  # only the commands that list need them
+
     snapshot = scanner.collect(check_ports(ports), check_proto(proto), backend=backend)
     # One deadline for every app module the recognition step reads (appsource.py).
     with appsource.SourceReader() as read_source:
         listeners = classifier.classify(snapshot, read_source)
-    return ScanResult(listeners, snapshot.owners_hidden)
+    return ScanResult(listeners, snapshot.owners_hidden, snapshot.privileged)
 
 
 def scan(
@@ -77,6 +81,8 @@ def port_view(
     passed to), and the subtrees the app model may take in are read: below each holder's
     topmost ancestor that could still be part of its app.
     """
+    from portinspect import apptree, classifier
+
     snapshot = scanner.collect([port], protos or frozenset(Proto), backend=backend, complete=True)
     roots = _subtree_roots(snapshot)
     snapshot = scanner.with_subtrees(snapshot, roots, backend=backend)
@@ -88,6 +94,8 @@ def port_view(
 
 def _subtree_roots(snapshot: Snapshot) -> set[int]:
     """For each holder, its highest ancestor that the app model could still take in."""
+    from portinspect import apptree
+
     roots: set[int] = set()
     processes = snapshot.processes
     for pid in {p for s in snapshot.sockets for p in s.pids if p in processes}:
@@ -114,6 +122,7 @@ class AuditReport:
     tunnels: list[Tunnel]
     owners_hidden: bool
     probed: bool  # --probe ran: each probe-able finding got at most one loopback request
+    privileged: bool = False  # root: hidden owners are the kernel's or another namespace's
 
 
 def run_audit(
@@ -146,7 +155,7 @@ def run_audit(
         interfaces,
         tunnels,
         sources,
-        root=scanner.privileged(),
+        root=result.privileged,
         v6only=_v6only(listeners, backend),
     )
     findings = audit.assess(facts, include_loopback=include_loopback)
@@ -157,7 +166,9 @@ def run_audit(
 
         results = {request: http_get(request) for request in audit.probes(findings)}
         findings = audit.apply_probes(findings, results)
-    return AuditReport(findings, interfaces, tunnels, result.owners_hidden, probe)
+    return AuditReport(
+        findings, interfaces, tunnels, result.owners_hidden, probe, result.privileged
+    )
 
 
 def _tunnels(backend: str | None) -> list[Tunnel]:

@@ -1,14 +1,13 @@
 """Snapshot -> Listeners: IANA range, ephemeral range, service name, exposure, app.
 
-Pure, apart from reading the OS's ephemeral range and the bundled service table once;
-framework recognition is delegated to frameworks.py.
+Pure: the OS's ephemeral range comes with the snapshot, the service names from bundled data;
+the app behind each socket is apptree's.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,11 +15,6 @@ from portinspect.appspec import SourceReader
 from portinspect.apptree import AppModel, roles_of
 from portinspect.data import read_text
 from portinspect.models import App, Holder, Listener, PortRange, Proto, Role, Snapshot, Socket
-
-# IANA's suggested dynamic range (RFC 6335), also Windows' default since Vista and
-# macOS's default. Used when the OS will not tell us its own.
-FALLBACK_EPHEMERAL = (49152, 65535)
-LINUX_EPHEMERAL_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 
 
 def port_range(port: int) -> PortRange:
@@ -31,59 +25,8 @@ def port_range(port: int) -> PortRange:
     return PortRange.DYNAMIC
 
 
-def _parse_range_pair(text: str) -> tuple[int, int] | None:
-    fields = text.split()
-    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
-        return None
-    low, high = int(fields[0]), int(fields[1])
-    if not 1 <= low <= high <= 65535:
-        return None
-    return low, high
-
-
-def _linux_ephemeral() -> tuple[int, int] | None:
-    try:
-        with open(LINUX_EPHEMERAL_FILE, encoding="ascii") as f:
-            return _parse_range_pair(f.read())
-    except (OSError, ValueError):
-        return None
-
-
-def _bsd_ephemeral() -> tuple[int, int] | None:
-    # Fixed argv, no user input; sysctl is the only portable way to read these on macOS/BSD.
-    import subprocess  # here: 4 ms of imports that Linux never needs
-
-    try:
-        out = subprocess.run(
-            ["sysctl", "-n", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last"],
-            capture_output=True,
-            text=True,
-            timeout=2,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return _parse_range_pair(out)
-
-
-@functools.cache
-def ephemeral_range() -> tuple[int, int]:
-    """The OS's range for outgoing connections' local ports.
-
-    Linux reads ip_local_port_range (default 32768-60999), macOS/BSD ask sysctl;
-    Windows and anything unreadable fall back to 49152-65535 (IANA's dynamic range,
-    Windows' documented default).
-    """
-    found: tuple[int, int] | None = None
-    if sys.platform.startswith("linux"):
-        found = _linux_ephemeral()
-    elif sys.platform == "darwin" or "bsd" in sys.platform:
-        found = _bsd_ephemeral()
-    return found or FALLBACK_EPHEMERAL
-
-
-def is_ephemeral(port: int, bounds: tuple[int, int] | None = None) -> bool:
-    low, high = bounds or ephemeral_range()
+def is_ephemeral(port: int, bounds: tuple[int, int]) -> bool:
+    low, high = bounds
     return low <= port <= high
 
 
@@ -146,7 +89,6 @@ def _owners(sock: Socket, model: AppModel) -> _Owners:
 def classify_socket(
     sock: Socket,
     model: AppModel,
-    ephemeral_bounds: tuple[int, int] | None = None,
     owners: dict[tuple[int, ...], _Owners] | None = None,
 ) -> Listener:
     """One socket with its holders (the main app's top first), range, service and exposure.
@@ -169,7 +111,7 @@ def classify_socket(
         address=sock.address,
         port=sock.port,
         range=port_range(sock.port),
-        ephemeral=is_ephemeral(sock.port, ephemeral_bounds),
+        ephemeral=is_ephemeral(sock.port, model.snapshot.ephemeral),
         service=service_name(sock.port, sock.proto),
         exposed=is_exposed(sock.address),
         holders=holders,
@@ -195,9 +137,8 @@ def classify(
     once: a server with 5000 sockets is one app, and per socket this took 0.6 ms (3 s at 5000
     listeners, benchmarks/RESULTS.md).
     """
-    bounds = ephemeral_range()
     if model is None:
         reader = functools.cache(read_source) if read_source is not None else None
         model = AppModel(snapshot, reader)
     owners: dict[tuple[int, ...], _Owners] = {}
-    return [classify_socket(s, model, bounds, owners) for s in snapshot.sockets]
+    return [classify_socket(s, model, owners) for s in snapshot.sockets]

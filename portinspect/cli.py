@@ -46,8 +46,8 @@ _ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 _ClickException: type[Exception] = _ClickUsageError.__mro__[1]
 
 
-def _hidden_owners_warning() -> str:
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+def _hidden_owners_warning(privileged: bool) -> str:
+    if privileged:
         # Root sees every process in its pid namespace; what is left is a kernel
         # socket (nfsd...) or a process in another container's namespace.
         return "some sockets have no visible owner (kernel, or another pid namespace)"
@@ -349,7 +349,7 @@ def list_command(
         result = api.scan_result(ports, proto)
         listeners = [li for li in result.listeners if li.exposed or not exposed]
         risks = _risks(result) if risk else None
-        warnings = [_hidden_owners_warning()] if result.owners_hidden else []
+        warnings = [_hidden_owners_warning(result.privileged)] if result.owners_hidden else []
         status = ExitStatus.OK
         error = None
         if port is not None and not listeners:
@@ -395,7 +395,9 @@ def who_command(
             raise NotListeningError(f"nothing is listening on port {number}", port=number)
         udp_only = all(li.proto.value == "udp" for li in listeners)
         # The audit's verdict for this port: exposure, tunnels, containers (loopback included).
-        scanned = api.ScanResult(list(listeners), view.snapshot.owners_hidden)
+        scanned = api.ScanResult(
+            list(listeners), view.snapshot.owners_hidden, view.snapshot.privileged
+        )
         findings = api.run_audit(number, include_loopback=True, scanned=scanned).findings
         payload = {
             "port": number,
@@ -411,7 +413,7 @@ def who_command(
         outcome = Outcome(ExitStatus.OK, payload, human=human)
         if all(li.owner_hidden for li in listeners):
             user = render.clean(listeners[0].user) or "another user"
-            if render.is_root():
+            if view.snapshot.privileged:
                 # Root sees every process of its pid namespace: the owner lives elsewhere.
                 message = (
                     f"port {number} belongs to {user} in another pid namespace or the kernel; "
@@ -712,7 +714,7 @@ def audit_command(
             ExitStatus.FINDINGS if failing else ExitStatus.OK,
             payload,
             human=human,
-            warnings=[_hidden_owners_warning()] if report.owners_hidden else [],
+            warnings=[_hidden_owners_warning(report.privileged)] if report.owners_hidden else [],
             error=error,
         )
 

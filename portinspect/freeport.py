@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
-from portinspect import _interrupts, api, classifier, inputs, scanner
+from portinspect import _interrupts, api, inputs, scanner
 from portinspect.data import read_text
 from portinspect.errors import NoFreePortError, UsageError
 from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port
@@ -141,7 +141,7 @@ class Policy:
     @classmethod
     def make(cls, *, allow_ephemeral: bool, allow_privileged: bool, allow_unsafe: bool) -> Policy:
         return cls(
-            ephemeral=None if allow_ephemeral else classifier.ephemeral_range(),
+            ephemeral=None if allow_ephemeral else scanner.ephemeral_range(),
             skip_privileged=not allow_privileged,
             unsafe=frozenset() if allow_unsafe else unsafe_ports(),
         )

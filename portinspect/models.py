@@ -24,6 +24,9 @@ class Proto(str, Enum):
 
 
 ALL_PROTOS = frozenset(Proto)
+# IANA's suggested dynamic range (RFC 6335), also Windows' default since Vista and macOS's:
+# the ephemeral range where the OS will not tell its own.
+IANA_DYNAMIC = (49152, 65535)
 
 
 class Family(str, Enum):
@@ -126,6 +129,11 @@ class Snapshot:
     # Ports with a listening socket no visible process holds (another user's, another pid
     # namespace's, the kernel's): signalling our processes never frees such a port.
     hidden_ports: frozenset[PortKey] = frozenset()
+    # The OS's range for outgoing connections' local ports (scanner.ephemeral_range()).
+    ephemeral: tuple[int, int] = IANA_DYNAMIC
+    # We see every process of this pid namespace (root): a hidden owner is then the kernel's
+    # or another namespace's, not another user's.
+    privileged: bool = False
 
     def held_ports(self) -> Mapping[int, frozenset[PortKey]]:
         """pid -> the listening ports it holds, of every port the scan looked at."""

@@ -270,16 +270,16 @@ def who_report(view: PortView, now: float | None = None) -> str:
     hidden = [li for li in listeners if li.owner_hidden]
     if hidden:
         lines.append("")
-        lines.extend(_hidden_section(hidden))
+        lines.extend(_hidden_section(hidden, view.snapshot.privileged))
     advice = stop_advice(view, udp_only=all(li.proto.value == "udp" for li in listeners))
     if advice:
         lines.append(f"  stop it:   {advice}")
     return "\n".join(lines)
 
 
-def _hidden_section(hidden: Sequence[Listener]) -> list[str]:
+def _hidden_section(hidden: Sequence[Listener], privileged: bool) -> list[str]:
     owner = clean(hidden[0].user) or "another user"
-    if is_root():
+    if privileged:
         return [
             f"  owner:     not visible from here (belongs to {owner}): a kernel socket, or a "
             "process in another pid namespace or container",
@@ -368,12 +368,6 @@ def _manager_text(manager: Manager) -> str:
         does += "; stops every other service it runs when this one exits"
     stop = f"; stop it with `{clean(manager.stop)}`" if manager.stop else ""
     return f"{manager.kind}{by}{service}: {does}{stop}"
-
-
-def is_root() -> bool:
-    import os
-
-    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def process_dict(info: ProcessInfo) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 
 from portinspect.models import (
     ALL_PROTOS,
+    IANA_DYNAMIC,
     InterfaceAddress,
     PortKey,
     ProcessInfo,
@@ -328,6 +329,46 @@ def self_lineage(*, backend: str | None = None) -> frozenset[int]:
     return frozenset(_psutil.lineage(os.getpid()))
 
 
+@functools.cache
+def ephemeral_range() -> tuple[int, int]:
+    """The OS's range for outgoing connections' local ports.
+
+    Linux reads ip_local_port_range (default 32768-60999), macOS/BSD ask sysctl; Windows and
+    anything unreadable fall back to 49152-65535 (IANA's dynamic range, Windows' documented
+    default).
+    """
+    text: str | None = None
+    if sys.platform.startswith("linux"):
+        from portinspect import _linux
+
+        with contextlib.suppress(OSError):
+            text = _linux.ephemeral_range_text()
+    elif sys.platform == "darwin" or "bsd" in sys.platform:
+        from portinspect import _psutil
+
+        text = _psutil.ephemeral_range_text()
+    return (_range_pair(text) if text else None) or IANA_DYNAMIC
+
+
+def _range_pair(text: str) -> tuple[int, int] | None:
+    fields = text.split()
+    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
+        return None
+    low, high = int(fields[0]), int(fields[1])
+    if not 1 <= low <= high <= 65535:
+        return None
+    return low, high
+
+
+def privileged() -> bool:
+    """Whether we see every process of this pid namespace and may signal it: root on POSIX.
+
+    False on Windows, where elevation is not a uid (the call itself answers AccessDenied).
+    """
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is not None and geteuid() == 0
+
+
 def _user_names(uids: Iterable[int]) -> dict[int, str]:
     try:
         import pwd
@@ -383,6 +424,8 @@ def collect(
         user_names=_user_names(s.uid for s in live if s.uid is not None),
         held=held,
         hidden_ports=hidden_ports,
+        ephemeral=ephemeral_range(),
+        privileged=privileged(),
     )
 
 
@@ -467,11 +510,6 @@ def command_lines(*, backend: str | None = None) -> list[tuple[int, tuple[str, .
         return _psutil.command_lines()
 
     return _via_backend(backend, linux, portable)
-
-
-def privileged() -> bool:
-    """True when we run as root (POSIX): every owner in our pid namespace is visible."""
-    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 # --- process trees, for run/serve's supervisor ----------------------------------------------

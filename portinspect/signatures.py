@@ -88,9 +88,7 @@ def _read(proc: ProcessInfo) -> tuple[Server | None, Signature]:
         if marked is not None:
             row, sig = marked
     if row is not None and env:
-        reloads = sig.reloads or (
-            bool(row.reloader.env) and _switched(row.reloader, cmd.args, env)
-        )
+        reloads = sig.reloads or (bool(row.reloader.env) and _switched(row.reloader, cmd.args, env))
         child = any(env.get(k) == "true" for k in row.child_env)
         if reloads != sig.reloads or child:
             sig = sig._replace(reloads=reloads, reloader_child=child)

@@ -225,7 +225,7 @@ CASES: dict[str, Case] = {
         script("pserve", "development.ini", "--reload"), "pyramid", "pserve", reloads=True,
         interface=WSGI,
     ),
-    "http.server": Case(py("-m", "http.server", "8000", "--bind", "127.0.0.1"), None, "http.server"),
+    "http.server": Case(py("-m", "http.server", "8000"), None, "http.server"),
     # --- notebooks, data apps, docs -------------------------------------------------------------
     "jupyter lab dispatcher": Case(script("jupyter", "lab"), "jupyter", "jupyter", "launcher"),
     "jupyter-lab": Case(script("jupyter-lab", "--port", "8888"), "jupyter", "jupyter"),
@@ -293,7 +293,7 @@ CASES: dict[str, Case] = {
         role="wrapper",
     ),
     # --- databases, caches, web servers ----------------------------------------------------------
-    "postgres": Case(("/usr/lib/postgresql/16/bin/postgres", "-D", "/var/lib/pg"), None, "postgres"),
+    "postgres": Case(("/usr/lib/postgresql/16/bin/postgres", "-D", "/pg"), None, "postgres"),
     "postgres backend title": Case(
         title("postgres: dev app 127.0.0.1(51234) idle"), None, "postgres", role="worker"
     ),

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from portinspect import classifier, find_free_ports, freeport, leases, scanner
+from portinspect import find_free_ports, freeport, leases, scanner
 from portinspect.cli import app
 from portinspect.errors import ExitStatus, NoFreePortError, PortInspectError, UsageError
 from portinspect.freeport import (
@@ -103,7 +103,7 @@ def _bindable(port: int) -> bool:
 def quiet_block(size: int = 8) -> int:
     """The first of `size` consecutive ports that are free now and that no policy skips."""
     low, high = _worker_slice()
-    e_low, e_high = classifier.ephemeral_range()
+    e_low, e_high = scanner.ephemeral_range()
     taken = scanner.listening_ports()
     for _ in range(200):
         base = random.randrange(low, high - size)
@@ -117,7 +117,7 @@ def quiet_block(size: int = 8) -> int:
 
 def kernel_port() -> int:
     """A port from inside the OS ephemeral range (not at its edges) that is free right now."""
-    low, high = classifier.ephemeral_range()
+    low, high = scanner.ephemeral_range()
     for _ in range(100):
         with socket.socket() as s:
             s.bind((LOOPBACK4, 0))
@@ -175,7 +175,7 @@ def test_candidates_visit_every_port_once() -> None:
 def test_policy_skips_and_allows() -> None:
     strict = Policy.make(allow_ephemeral=False, allow_privileged=False, allow_unsafe=False)
     lax = Policy.make(allow_ephemeral=True, allow_privileged=True, allow_unsafe=True)
-    e_low, e_high = classifier.ephemeral_range()
+    e_low, e_high = scanner.ephemeral_range()
 
     def reasons(policy: Policy, *ports: int) -> list[SkipReason | None]:
         return [skip.reason if (skip := policy.skip(p)) else None for p in ports]

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 import portinspect
-from portinspect import api, classifier, scan
+from portinspect import api, scan, scanner
 from portinspect.errors import UsageError
 from portinspect.models import Family, PortRange, Proto
 
@@ -59,7 +59,7 @@ def test_tcp_ipv4_listener_with_its_owner(backend: str) -> None:
     assert li.cwd == os.getcwd()
     assert li.exposed is False
     # Kernel-picked ports come from the ephemeral range, so both facts are checkable.
-    low, high = classifier.ephemeral_range()
+    low, high = scanner.ephemeral_range()
     assert li.ephemeral is (low <= port <= high)
     assert li.range is (PortRange.DYNAMIC if port >= 49152 else PortRange.REGISTERED)
 
