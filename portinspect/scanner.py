@@ -40,7 +40,6 @@ ENV_MARKERS = (
     "WERKZEUG_RUN_MAIN",
     "WERKZEUG_SERVER_FD",
     "BOTTLE_CHILD",
-    "FLASK_DEBUG",  # turns flask run's reloader on
     "JPY_PARENT_PID",
     "npm_lifecycle_event",
     "npm_command",
