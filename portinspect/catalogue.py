@@ -198,35 +198,38 @@ _JUPYTER_SERVERS = _names(
     "jupyter_server jupyterlab notebook nbclassic"
 )
 _RELOAD = Switch(on=("--reload",))
-_DJANGO_RELOAD = Switch(off=("--noreload",), default=True)
 # The werkzeug reloader's child: Flask's `--debug`, Dash's and Flask's app.run(debug=True).
 _WERKZEUG_CHILD = ("WERKZEUG_RUN_MAIN",)
+
+_DJANGO = Server(
+    ("manage", "django-admin", "django"),
+    "runserver",
+    "django",
+    serves=_subs("runserver|runsslserver|testserver"),
+    values=_DJANGO_VALUES,
+    interface=WSGI,
+    reloader=Switch(off=("--noreload",), default=True),
+    child_env=("RUN_MAIN",),
+)
+# fastapi dev and run serve with uvicorn in-process; the Server header says "uvicorn".
+_FASTAPI_DEV = Server(
+    ("fastapi",),
+    "uvicorn",
+    "fastapi",
+    serves=_subs("dev"),
+    values=_FASTAPI_VALUES,
+    interface=ASGI,
+    reloader=Switch(off=("--no-reload",), default=True),
+    workers=("--workers",),
+)
 
 # Keyed by program: a script stem, a `-m` module, a main class or an executable name. Several
 # rows for one program are tried in order; the first whose subcommand serves wins.
 SERVERS: tuple[Server, ...] = (
     # --- Python app servers --------------------------------------------------------------
-    Server(
-        ("manage", "django-admin", "django"),
-        "runserver",
-        "django",
-        serves=_subs("runserver|runsslserver|testserver"),
-        values=_DJANGO_VALUES,
-        interface=WSGI,
-        reloader=_DJANGO_RELOAD,
-        child_env=("RUN_MAIN",),
-    ),
+    _DJANGO,
     # django-extensions' runserver_plus serves with werkzeug and its reloader.
-    Server(
-        ("manage", "django-admin", "django"),
-        "werkzeug",
-        "django",
-        serves=_subs("runserver_plus"),
-        values=_DJANGO_VALUES,
-        interface=WSGI,
-        reloader=_DJANGO_RELOAD,
-        child_env=_WERKZEUG_CHILD,
-    ),
+    _DJANGO._replace(server="werkzeug", serves=_subs("runserver_plus"), child_env=_WERKZEUG_CHILD),
     Server(
         ("uvicorn",),
         "uvicorn",
@@ -308,27 +311,8 @@ SERVERS: tuple[Server, ...] = (
         app_options=("--module", "-w", "--wsgi-file", "--file", "--wsgi"),
         app_dir=("--chdir",),
     ),
-    # fastapi dev/run serve with uvicorn in-process; the Server header says "uvicorn".
-    Server(
-        ("fastapi",),
-        "uvicorn",
-        "fastapi",
-        serves=_subs("dev"),
-        values=_FASTAPI_VALUES,
-        interface=ASGI,
-        reloader=Switch(off=("--no-reload",), default=True),
-        workers=("--workers",),
-    ),
-    Server(
-        ("fastapi",),
-        "uvicorn",
-        "fastapi",
-        serves=_subs("run"),
-        values=_FASTAPI_VALUES,
-        interface=ASGI,
-        reloader=_RELOAD,
-        workers=("--workers",),
-    ),
+    _FASTAPI_DEV,
+    _FASTAPI_DEV._replace(serves=_subs("run"), reloader=_RELOAD),
     Server(
         ("flask",),
         "werkzeug",

@@ -15,7 +15,7 @@ catalogue.py.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 # Suffixes stripped from a program token: pip's Windows launchers, scripts, node files.
@@ -191,8 +191,8 @@ def _parse_java(argv: tuple[str, ...]) -> Command:
 # ---------------------------------------------------------------------------------------
 
 
-def first_positional(args: Sequence[str], value_opts: Iterable[str] = ()) -> str:
-    """The first argument that is not an option or an option's value ("" if none)."""
+def positionals(args: Sequence[str], value_opts: Iterable[str] = ()) -> Iterator[str]:
+    """The arguments that are neither options nor an option's value."""
     takes_value = value_opts if isinstance(value_opts, frozenset) else frozenset(value_opts)
     skip = False
     for arg in args:
@@ -201,8 +201,12 @@ def first_positional(args: Sequence[str], value_opts: Iterable[str] = ()) -> str
         elif arg.startswith("-"):
             skip = arg in takes_value
         else:
-            return arg
-    return ""
+            yield arg
+
+
+def first_positional(args: Sequence[str], value_opts: Iterable[str] = ()) -> str:
+    """The first argument that is not an option or an option's value ("" if none)."""
+    return next(positionals(args, value_opts), "")
 
 
 def option(args: Sequence[str], names: Iterable[str]) -> str | None:

@@ -32,6 +32,7 @@ from portinspect.cmdline import (
     normalise_argv,
     option,
     parse_command,
+    positionals,
     same_tail,
     stem,
 )
@@ -265,25 +266,12 @@ def _app_spec(row: Server, args: Sequence[str]) -> str | None:
             return named
     if not row.app_positional:
         return None
-    positionals = _positionals(args, row.values)
+    found_args = list(positionals(args, row.values))
     spec = _regex(_APP_SPEC)
-    found = next((a for a in positionals if spec.fullmatch(a)), None)
+    found = next((a for a in found_args if spec.fullmatch(a)), None)
     if found is None:
         module = _regex(_MODULE)
-        found = next((a for a in reversed(positionals) if module.fullmatch(a)), None)
-    return found
-
-
-def _positionals(args: Sequence[str], values: frozenset[str]) -> list[str]:
-    found: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg.startswith("-"):
-            skip = arg in values
-        else:
-            found.append(arg)
+        found = next((a for a in reversed(found_args) if module.fullmatch(a)), None)
     return found
 
 
