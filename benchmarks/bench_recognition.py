@@ -5,7 +5,8 @@
 It starts benchmarks/loadgen.py at the scale (run.py's loads; loopback only, stopped by pid
 afterwards). Each round runs a fresh interpreter that takes one snapshot (not timed) and then
 times classifier.classify(snapshot, read_source) once: holders, app trees, roles, signatures
-and framework sources, with every cache cold, as in a real run. With --baseline DIR (a copy of
+and framework sources, with every cache cold, as in a real run (the app sources are read by
+a non-blocking reader of regular files, the same for every version). With --baseline DIR (a copy of
 another version's package directory's parent, e.g. from `git archive`), the two versions run
 in turn, A B A B ..., so a drifting background load hits both alike; the ratio is taken per
 pair. Prints medians and the per-pair ratio; writes nothing.
@@ -25,12 +26,30 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from run import LOADS, load  # noqa: E402
 
+# The same reader for every version: regular files only, opened non-blocking, so another
+# user's FIFO named main.py cannot stall the measurement (issue 16 makes the scanner's own
+# reader do this).
 CHILD = """\
-import time
+import os, stat, time
 from portinspect import classifier, scanner
+
+def read_source(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 64 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
 snapshot = scanner.collect()
 began = time.perf_counter()
-listeners = classifier.classify(snapshot, scanner.read_source)
+listeners = classifier.classify(snapshot, read_source)
 print((time.perf_counter() - began) * 1000, len(listeners))
 """
 

@@ -225,8 +225,7 @@ _FASTAPI_DEV = Server(
 
 # Keyed by program: a script stem, a `-m` module, a main class or an executable name. Several
 # rows for one program are tried in order; the first whose subcommand serves wins.
-SERVERS: tuple[Server, ...] = (
-    # --- Python app servers --------------------------------------------------------------
+PYTHON_SERVERS: tuple[Server, ...] = (
     _DJANGO,
     # django-extensions' runserver_plus serves with werkzeug and its reloader.
     _DJANGO._replace(server="werkzeug", serves=_subs("runserver_plus"), child_env=_WERKZEUG_CHILD),
@@ -369,7 +368,9 @@ SERVERS: tuple[Server, ...] = (
     # pyramid's pserve runs the server its .ini names; --reload runs it under hupper.
     Server(("pserve",), "pserve", "pyramid", interface=WSGI, reloader=_RELOAD),
     Server(("http.server", "simplehttpserver"), "http.server"),
-    # --- data apps, notebooks and docs ---------------------------------------------------------
+)
+# Notebooks, data apps and docs.
+DATA_APPS: tuple[Server, ...] = (
     # `jupyter lab` re-execs `jupyter-lab` (same pid on POSIX, a child on Windows).
     Server(
         ("jupyter",),
@@ -410,7 +411,9 @@ SERVERS: tuple[Server, ...] = (
     Server(("gradio",), None, "gradio", idle=_words("deploy environment cc sketch info")),
     Server(("mkdocs",), "mkdocs", "mkdocs", serves=_subs("serve")),
     Server(("sphinx-autobuild", "sphinx_autobuild"), "sphinx-autobuild", "sphinx"),
-    # --- Node: argv[1] of `node`, or a retitled or native executable -----------------------------
+)
+# Node: argv[1] of `node`, or a retitled or native executable.
+NODE_SERVERS: tuple[Server, ...] = (
     Server(("vite",), "vite", runtime=NODE, idle=_words("build optimize")),
     Server(
         ("next", "next-server"),  # next dev's server child titles itself "next-server (vX)"
@@ -434,7 +437,8 @@ SERVERS: tuple[Server, ...] = (
     Server(("serve",), "serve", runtime=NODE),
     Server(("storybook",), "storybook", "storybook", runtime=NODE, serves=_subs("|dev")),
     Server(("start-storybook",), "storybook", "storybook", runtime=NODE),
-    # --- databases, caches and web servers -------------------------------------------------------
+)
+DATABASES_AND_WEB_SERVERS: tuple[Server, ...] = (
     Server(
         ("postgres", "postmaster"),
         "postgres",
@@ -470,11 +474,15 @@ SERVERS: tuple[Server, ...] = (
         ),
     ),
     Server(("httpd", "apache2"), "httpd", runtime=None, prefork=True),
-    # --- runtimes that serve whatever script they run ---------------------------------------------
+)
+# Runtimes that serve whatever script they run: tried when no row names the script.
+RUNTIMES: tuple[Server, ...] = (
     Server(("node",), "node", runtime=NODE, generic=True),
     Server(("bun",), "bun", runtime=None, generic=True),  # after its launcher row (bun run)
     Server(("deno",), "deno", runtime=None, generic=True),
 )
+
+SERVERS = (*PYTHON_SERVERS, *DATA_APPS, *NODE_SERVERS, *DATABASES_AND_WEB_SERVERS, *RUNTIMES)
 
 
 def _launcher(programs: str, subcommands: str | None = None) -> Server:
