@@ -22,9 +22,11 @@ except those that serve ports of their own: they are other services and stay out
 from __future__ import annotations
 
 import functools
-from collections import deque
+import itertools
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from portinspect import appspec, managers
 from portinspect.appspec import SourceReader
@@ -55,6 +57,12 @@ from portinspect.signatures import Signature, describe, is_protected, same_comma
 QUIET_STOPS = frozenset({Stop.INIT, Stop.LINEAGE, Stop.BOUNDARY, Stop.PROTECTED})
 
 
+class _Below(NamedTuple):
+    ports: tuple[PortKey, ...]  # sorted
+    branches: Mapping[int, frozenset[PortKey]]  # child -> the ports served in its subtree
+    counts: Counter[PortKey]  # port -> how many branches serve it
+
+
 @dataclass
 class AppModel:
     """The app model over one snapshot; apps() answers for any set of sockets.
@@ -66,6 +74,7 @@ class AppModel:
     snapshot: Snapshot
     read_source: SourceReader | None = None
     _sigs: dict[int, Signature] = field(default_factory=dict, repr=False)
+    _below: dict[int, _Below] = field(default_factory=dict, repr=False)
     _apps: dict[tuple[tuple[int, ...], bool], tuple[App, ...]] = field(
         default_factory=dict, repr=False
     )
@@ -105,6 +114,15 @@ class AppModel:
             pid: {child: frozenset(ports) for child, ports in branches.items()}
             for pid, branches in found.items()
         }
+
+    def below(self, pid: int) -> _Below:
+        """Every port served below pid, and in how many of its children's branches each is."""
+        found = self._below.get(pid)
+        if found is None:
+            branches = self._branches.get(pid, {})
+            counts = Counter(port for ports in branches.values() for port in ports)
+            found = self._below[pid] = _Below(tuple(sorted(counts)), branches, counts)
+        return found
 
     def sig(self, pid: int) -> Signature:
         found = self._sigs.get(pid)
@@ -217,16 +235,16 @@ class _Climb:
         return Boundary(Stop.UNRELATED, parent)
 
     def other_services(self, parent: int, child: int) -> tuple[PortKey, ...]:
-        """Ports served in the parent's other branches that are not the app's."""
-        branches = self.model._branches.get(parent, {})
-        found = {
-            port
-            for branch, ports in branches.items()
-            if branch != child
-            for port in ports
-            if port not in self.app_ports
-        }
-        return tuple(sorted(found))
+        """Ports served in the parent's other branches that are not the app's, sorted."""
+        below = self.model.below(parent)
+        if not below.ports:
+            return ()
+        # Every port below the parent, less the app's and those only the child's branch
+        # serves. A filter over the presorted ports, in C: a launcher of 1000 workers asked
+        # once per worker cost 5.5 s at the L load when each answer was built and sorted anew.
+        mine = below.branches.get(child, frozenset())
+        removed = self.app_ports.union(p for p in mine if below.counts[p] == 1)
+        return tuple(itertools.filterfalse(removed.__contains__, below.ports))
 
     def runs_only(self, parent: ProcessInfo, child: int) -> bool:
         """The parent exists to run the child: a launcher, a reloader, the same server."""
