@@ -869,6 +869,11 @@ def _cwd(pid: int) -> str | None:
     return path or None
 
 
+def reopen(handle: int, flags: int) -> int:
+    """A new descriptor, opened with flags, for the file an O_PATH handle names."""
+    return os.open(f"/proc/self/fd/{handle}", flags)
+
+
 def ephemeral_range_text() -> str:
     """The kernel's range for outgoing connections' local ports, as it says it ("32768\t60999")."""
     return _read_small("/proc/sys/net/ipv4/ip_local_port_range").decode("ascii", "replace")

@@ -264,6 +264,10 @@ def process_tree(
     return tree
 
 
+def pid_exists(pid: int) -> bool:
+    return bool(psutil.pid_exists(pid))
+
+
 def ephemeral_range_text() -> str | None:
     """macOS's and the BSDs' range for outgoing connections' local ports (two lines), or None.
 

@@ -192,9 +192,9 @@ def pid_exists(pid: int) -> bool:
     """Whether a process with this pid exists (of any user)."""
     if sys.platform == "win32":
         # os.kill(pid, 0) would send CTRL_C_EVENT there; psutil asks OpenProcess instead.
-        import psutil
+        from portinspect import _psutil
 
-        return bool(psutil.pid_exists(pid))
+        return _psutil.pid_exists(pid)
     if pid <= 0:
         return False
     try:

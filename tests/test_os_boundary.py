@@ -24,9 +24,7 @@ GUARDED = ("psutil", "fcntl", "msvcrt", "/proc")
 ALLOWED: dict[str, frozenset[str]] = {
     "_linux.py": frozenset({"/proc"}),  # the Linux backend: /proc and netlink
     "_psutil.py": frozenset({"psutil"}),  # the portable backend
-    # The lease lock. Issue 16 moves it (and the Windows pid check that imports psutil) into
-    # leases.py: then this line becomes `"leases.py": frozenset({"fcntl", "msvcrt"})`.
-    "freeport.py": frozenset({"fcntl", "msvcrt", "psutil"}),
+    "leases.py": frozenset({"fcntl", "msvcrt"}),  # the lease lock, on POSIX and on Windows
 }
 
 
