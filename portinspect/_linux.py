@@ -168,6 +168,67 @@ def taken_port_numbers(protos: frozenset[Proto]) -> tuple[set[int], dict[int, in
     return {entry[3] for entry in entries}, bound
 
 
+# The kernel's TCP states (include/net/tcp_states.h), for the sockets `who` counts on a port
+# nothing listens on.
+_TCP_STATE_NAMES = {
+    1: "established",
+    2: "syn-sent",
+    3: "syn-recv",
+    4: "fin-wait-1",
+    5: "fin-wait-2",
+    6: "time-wait",
+    7: "close",
+    8: "close-wait",
+    9: "last-ack",
+    11: "closing",
+    12: "new-syn-recv",
+    13: "bound-inactive",
+}
+_ALL_BUT_LISTEN = sum(1 << state for state in _TCP_STATE_NAMES)
+
+
+def local_port_states(port: int) -> dict[str, int]:
+    """How many TCP sockets of every user have `port` as their local port, by state, apart
+    from listeners: TIME_WAIT, connections, sockets bound without listening (the last only
+    from Linux 6.8). One netlink dump per family of every non-listening state: the kernel
+    walks its established hash, milliseconds at 30k connections; only `who` on a free port
+    asks. Empty where netlink is not allowed."""
+    found: dict[str, int] = {}
+    try:
+        sock = _netlink_socket()
+    except OSError:
+        return found
+    wanted = port.to_bytes(2, "big")
+    try:
+        for af, _family in _FAMILIES:
+            seq = af << 8 | _IPPROTO[Proto.TCP]
+            sock.send(
+                _REQUEST.pack(
+                    _REQUEST.size,
+                    _SOCK_DIAG_BY_FAMILY,
+                    _NLM_F_REQUEST | _NLM_F_DUMP,
+                    seq,
+                    0,
+                    af,
+                    _IPPROTO[Proto.TCP],
+                    0,
+                    _ALL_BUT_LISTEN,
+                )
+            )
+            for buf, body, _end in _netlink_messages(
+                sock, seq, _SOCK_DIAG_BY_FAMILY, _DIAG_MSG.size
+            ):
+                msg_family, state, sport, *_ = _DIAG_MSG.unpack_from(buf, body)
+                name = _TCP_STATE_NAMES.get(state)
+                if msg_family == af and sport == wanted and name is not None:
+                    found[name] = found.get(name, 0) + 1
+    except OSError:
+        return found
+    finally:
+        sock.close()
+    return found
+
+
 def listening_inodes(protos: frozenset[Proto]) -> list[tuple[int, int | None]]:
     """(port, inode) of every listening socket, of any user: no /proc fd walk."""
     return [(entry[3], entry[5]) for entry in _sockets(protos)]

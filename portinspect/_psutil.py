@@ -153,6 +153,21 @@ def list_sockets(
     return sockets, hidden
 
 
+def local_port_states(port: int) -> dict[str, int]:
+    """How many TCP sockets have `port` as their local port, by state, listeners apart (as
+    _linux.local_port_states; psutil sees no socket that is bound without listening)."""
+    found: dict[str, int] = {}
+    try:
+        conns = psutil.net_connections("tcp")
+    except psutil.Error:  # macOS without root: other users' sockets cannot be listed
+        return found
+    for conn in conns:
+        if conn.laddr and conn.laddr.port == port and conn.status != psutil.CONN_LISTEN:
+            name = str(conn.status).lower().replace("_", "-")
+            found[name] = found.get(name, 0) + 1
+    return found
+
+
 def interface_addresses() -> list[InterfaceAddress]:
     """Every IPv4 and IPv6 address of every interface (getifaddrs)."""
     found = []

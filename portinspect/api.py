@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from portinspect import scanner
 from portinspect.inputs import check_ports, check_proto
-from portinspect.models import InterfaceAddress, Listener, PortView, ProcessInfo, Proto, Snapshot
+from portinspect.models import InterfaceAddress, Listener, ProcessInfo, Proto, Snapshot
 
 if TYPE_CHECKING:
-    from portinspect.audit import Finding
+    from portinspect.audit import Finding, Level
+    from portinspect.models.app import PortState, PortView
     from portinspect.tunnels import Tunnel
 
 
@@ -23,6 +24,25 @@ class ScanResult:
     owners_hidden: bool
     # We see every process (root): hidden owners are the kernel's or another namespace's.
     privileged: bool = False
+
+    def exposed(self) -> ScanResult:
+        """Only the listeners reachable beyond loopback (`list --exposed`)."""
+        return replace(self, listeners=[li for li in self.listeners if li.exposed])
+
+    def to_dict(self, risks: Mapping[tuple[str, int], str] | None = None) -> dict[str, Any]:
+        """`list --json`: every listener; with risks (`--risk`), each one's audit level."""
+        rows = [li.to_dict() for li in self.listeners]
+        if risks is not None:
+            rows = [{**row, "risk": risks.get((row["proto"], row["port"]))} for row in rows]
+        return {"listeners": rows}
+
+
+def risk_levels(result: ScanResult) -> dict[tuple[str, int], str]:
+    """(proto, port) -> the audit's worst level there (`list --risk`), from the same scan."""
+    from portinspect import audit
+
+    report = run_audit(include_loopback=True, scanned=result)
+    return {key: level.value for key, level in audit.worst_by_port(report.findings).items()}
 
 
 def scan_result(
@@ -82,6 +102,7 @@ def port_view(
     topmost ancestor that could still be part of its app.
     """
     from portinspect import apptree, classifier
+    from portinspect.models.app import PortView
 
     snapshot = scanner.collect([port], protos or frozenset(Proto), backend=backend, complete=True)
     roots = _subtree_roots(snapshot)
@@ -90,6 +111,80 @@ def port_view(
     listeners = classifier.classify(snapshot, model=model)
     apps = model.apps(snapshot.sockets, trees=True)
     return PortView(port, snapshot, tuple(listeners), apps)
+
+
+def port_state(port: int, *, backend: str | None = None) -> PortState:
+    """What may make a bind on `port` fail though nothing listens there: sockets bound to it
+    without listening, TIME_WAIT and other connections using it as their local port, and
+    the binds a server would make, tried the way `free` tries them (closed at once)."""
+    from portinspect import freeport
+    from portinspect.models.app import PortState
+
+    states = scanner.local_port_states(port, backend=backend)
+    sockets: dict[str, int] = {}
+    for state, count in states.items():
+        # A socket bound and not listening reports CLOSE (or BOUND_INACTIVE from 6.18 on).
+        name = "bound" if state in ("close", "bound-inactive") else state
+        sockets[name] = sockets.get(name, 0) + count
+    uid = scanner.taken_ports({Proto.TCP}, backend=backend)[1].get(port)
+    failure = freeport.Prober({Proto.TCP}).failure(port)
+    bind_error = None
+    if failure is not None:
+        proto, host, code = failure
+        bind_error = (host, proto.value, freeport.errno_text(code))
+    low, high = scanner.ephemeral_range()
+    user = None if uid is None else scanner.user_name(uid)
+    return PortState(port, sockets, user, bind_error, ephemeral=low <= port <= high)
+
+
+@dataclass(frozen=True, slots=True)
+class WhoReport:
+    """Everything `who PORT` says: the sockets and the apps behind them (view), the audit's
+    findings for the port, and when nothing listens there, what may still make a bind fail
+    (state; None when something listens)."""
+
+    port: int
+    view: PortView
+    findings: list[Finding]
+    state: PortState | None = None
+
+    @property
+    def listening(self) -> bool:
+        return bool(self.view.listeners)
+
+    @property
+    def owners_hidden(self) -> bool:
+        """Every socket on the port belongs to a process we cannot see."""
+        return self.listening and all(li.owner_hidden for li in self.view.listeners)
+
+    @property
+    def stop(self) -> str:
+        udp_only = all(li.proto is Proto.UDP for li in self.view.listeners)
+        return f"portinspect kill {'--udp ' if udp_only else ''}{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """`who --json` (README: JSON); a free port gives its port and `free`."""
+        if self.state is not None:
+            return {"port": self.port, "free": self.state.to_dict()}
+        return {
+            "port": self.port,
+            "listeners": [li.to_dict() for li in self.view.listeners],
+            "apps": [app.to_dict() for app in self.view.apps],
+            "stop": self.stop,
+            "audit": [f.to_dict() for f in self.findings],
+        }
+
+
+def who(port: int, *, backend: str | None = None) -> WhoReport:
+    """`who PORT`: the port's view with the audit's verdict for it (loopback included), or,
+    when nothing listens there, its state."""
+    view = port_view(port, backend=backend)
+    if not view.listeners:
+        return WhoReport(port, view, [], port_state(port, backend=backend))
+    snapshot = view.snapshot
+    scanned = ScanResult(list(view.listeners), snapshot.owners_hidden, snapshot.privileged)
+    findings = run_audit(port, include_loopback=True, scanned=scanned, backend=backend).findings
+    return WhoReport(port, view, findings)
 
 
 def _subtree_roots(snapshot: Snapshot) -> set[int]:
@@ -123,6 +218,19 @@ class AuditReport:
     owners_hidden: bool
     probed: bool  # --probe ran: each probe-able finding got at most one loopback request
     privileged: bool = False  # root: hidden owners are the kernel's or another namespace's
+
+    def to_dict(self, fail_on: Level) -> dict[str, Any]:
+        """`audit --json`: the findings, worst first, and what they were judged from."""
+        from portinspect import audit
+
+        return {
+            "findings": [f.to_dict() for f in self.findings],
+            "fail_on": fail_on.value,
+            "counts": audit.counts(self.findings),
+            "probed": self.probed,
+            "interfaces": [a.to_dict() for a in self.interfaces],
+            "tunnels": [t.to_dict() for t in self.tunnels],
+        }
 
 
 def run_audit(

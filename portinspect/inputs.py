@@ -12,9 +12,13 @@ import math
 import re
 import signal
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from portinspect.errors import UsageError
-from portinspect.models import ALL_PROTOS, Proto, WaitTarget
+from portinspect.models import ALL_PROTOS, Proto
+
+if TYPE_CHECKING:
+    from portinspect.models.wait import WaitTarget
 
 MIN_PORT = 1
 MAX_PORT = 65535
@@ -212,6 +216,8 @@ def _split_host_port(authority: str, text: str) -> tuple[str, str | None]:
 
 
 def _parse_url(text: str, stripped: str) -> WaitTarget:
+    from portinspect.models.wait import WaitTarget  # only `wait` needs it: not `list`'s import
+
     scheme, _, rest = stripped.partition("://")
     scheme = scheme.lower()
     if scheme not in _DEFAULT_PORTS:
@@ -239,6 +245,8 @@ def _parse_url(text: str, stripped: str) -> WaitTarget:
 def parse_target(text: str) -> tuple[WaitTarget, ...]:
     """One target as typed: PORT (or a range or list of them: 9000-9002, 8000,8080),
     HOST:PORT, [IPV6]:PORT, tcp://HOST:PORT or http(s)://HOST[:PORT]/PATH."""
+    from portinspect.models.wait import WaitTarget
+
     stripped = text.strip(_BLANKS)
     if "://" in stripped:
         return (_parse_url(text, stripped),)
@@ -268,6 +276,8 @@ def parse_targets(texts: Iterable[str]) -> tuple[WaitTarget, ...]:
 def check_targets(targets: object) -> tuple[WaitTarget, ...]:
     """Targets given to the library: a port (int), a target as typed (str), a WaitTarget, or an
     iterable of them."""
+    from portinspect.models.wait import WaitTarget
+
     if isinstance(targets, (int, str, WaitTarget)):
         targets = [targets]
     if isinstance(targets, bytes) or not isinstance(targets, Iterable):

@@ -188,6 +188,24 @@ def taken_ports(
     return _via_backend(backend, linux, portable)
 
 
+def local_port_states(port: int, *, backend: str | None = None) -> dict[str, int]:
+    """TCP sockets of any user whose local port is `port`, counted by state ("time-wait",
+    "established", "bound-inactive"...), listeners apart: what may still make a bind there
+    fail when nothing listens (`who PORT`)."""
+
+    def linux() -> dict[str, int]:
+        from portinspect import _linux
+
+        return _linux.local_port_states(port)
+
+    def portable() -> dict[str, int]:
+        from portinspect import _psutil
+
+        return _psutil.local_port_states(port)
+
+    return _via_backend(backend, linux, portable)
+
+
 def pid_exists(pid: int) -> bool:
     """Whether a process with this pid exists (of any user)."""
     if sys.platform == "win32":
@@ -366,6 +384,11 @@ def privileged() -> bool:
     """
     geteuid = getattr(os, "geteuid", None)
     return geteuid is not None and geteuid() == 0
+
+
+def user_name(uid: int) -> str:
+    """The user's name, or the uid as text when it has none (or on Windows)."""
+    return _user_names([uid]).get(uid, str(uid))
 
 
 def _user_names(uids: Iterable[int]) -> dict[int, str]:

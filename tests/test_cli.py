@@ -51,7 +51,9 @@ def test_list_shows_a_real_listener_in_the_table() -> None:
         code, out, _ = invoke("list", "--port", str(port))
     assert code == 0
     header, _rule, row = out.splitlines()
-    assert header.split() == [
+    # SERVICE and TOP show only when some row has one (this port may have an IANA name).
+    assert header.split()[:4] == ["PORT", "PROTO", "ADDRESS", "PID"]
+    assert {"PROGRAM", "USER", "RANGE"} <= set(header.split()) <= {
         "PORT",
         "PROTO",
         "ADDRESS",
@@ -60,7 +62,7 @@ def test_list_shows_a_real_listener_in_the_table() -> None:
         "USER",
         "RANGE",
         "SERVICE",
-    ]
+    }
     assert row.split()[:4] == [str(port), "tcp", LOOPBACK4, str(os.getpid())]
 
 

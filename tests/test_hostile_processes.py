@@ -129,7 +129,7 @@ def test_kill_plan_table_is_escaped(hostile: tuple[int, int, list[bytes], bytes]
     out = run("kill", str(port), "--dry-run")
     assert_terminal_safe(out)
     lines = out.rstrip("\n").split("\n")
-    assert lines[0] == f"port {port}, 1 process(es)"
+    assert lines[0] == f"port {port}, 1 process"
     [row] = [line for line in lines if line.lstrip().startswith(f"{pid} *")]
     assert " -c \\nimport socket, sys, time" in row  # the program's newlines, escaped
 

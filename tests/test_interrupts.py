@@ -282,12 +282,12 @@ def test_free_gives_the_leases_back_when_its_answer_is_not_delivered(
     lease_dir: Path, monkeypatch: pytest.MonkeyPatch, failure: type[BaseException]
 ) -> None:
     """Injected: the write of the answer fails (Ctrl-C or a closed stdout while printing)."""
-    import portinspect.cli
+    import portinspect._output
 
     def broken_write(text: str, *, as_json: bool) -> None:
         raise failure
 
-    monkeypatch.setattr(portinspect.cli, "_write", broken_write)
+    monkeypatch.setattr(portinspect._output, "write", broken_write)
     result = runner.invoke(app, ["free", "--count", "3", "--near", "11500"])
     assert leftovers(lease_dir) == []
     if failure is KeyboardInterrupt:

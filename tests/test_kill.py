@@ -451,7 +451,7 @@ def test_dry_run_shows_the_plan_and_signals_nothing() -> None:
         assert port_held(h.port)
         assert proc.stderr == ""  # no progress: nothing was sent
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"port {h.port}, 2 process(es)"
+    assert lines[0] == f"port {h.port}, 2 processes"
     # Parent and child share the socket, the parent re-ran its own command: a master.
     assert f"{h.root.pid} *" in proc.stdout and "master" in proc.stdout
     assert lines[-1].startswith("  plan: SIGTERM the top process(es) (*)")
@@ -559,7 +559,7 @@ def test_on_a_terminal_the_plan_is_shown_and_confirmed(
     assert echoed.strip() == answer
     [port] = json.loads(document)["ports"]
     assert port["status"] == status
-    assert f"port {h.port}, 1 process(es)" in result.stderr
+    assert f"port {h.port}, 1 process" in result.stderr
     assert f"Stop them to free port {h.port}? [y/N]" in result.stderr
 
 

@@ -4,15 +4,16 @@
   (apptree.py) and a handle for each process that may be signalled;
 - plan (kill/plan.py, pure): what would be signalled, refused, and why;
 - escalation (kill/escalate.py): signals, waits and re-checks, nothing else;
-- the outcome: one constructor per way it can end (models.KillOutcome); render.py words it.
+- the outcome: one constructor per way it can end (models.KillOutcome); render/kill.py words it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from portinspect import _psutil, api, render
+from portinspect import _psutil, api
 from portinspect.errors import ExitStatus, UsageError
 from portinspect.inputs import check_ports, check_seconds, parse_signal
 from portinspect.kill import plan as planning
@@ -147,8 +148,12 @@ def kill_port(
 
 
 def _worded(outcome: KillOutcome) -> KillOutcome:
-    """The outcome with its one-line message, written by render from the outcome's data."""
-    return replace(outcome, message=render.kill_message(outcome))
+    """The outcome with its one-line message and its reasons in words, written by render from
+    the outcome's data."""
+    from portinspect.render.kill import kill_message, reason_text
+
+    explained = tuple(reason_text(r, outcome.plan) for r in outcome.reasons)
+    return replace(outcome, message=kill_message(outcome), explained=explained)
 
 
 class KillInterrupted(KeyboardInterrupt):
@@ -297,6 +302,10 @@ class KillReport:
     @property
     def failed(self) -> tuple[KillOutcome, ...]:
         return tuple(o for o in self.outcomes if o.exit_status is not ExitStatus.OK)
+
+    def to_dict(self, dry_run: bool) -> dict[str, Any]:
+        """`kill --json`: one outcome per port shown."""
+        return {"ports": [o.to_dict() for o in self.outcomes], "dry_run": dry_run}
 
 
 def report(outcomes: Iterable[KillOutcome], requests: Sequence[tuple[int, int]]) -> KillReport:
