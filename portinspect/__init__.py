@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "scan": "api",
     "run_audit": "api",
-    "AuditReport": "api",
+    "AuditReport": "audit",
     "find_free_ports": "freeport",
     "kill_port": "kill",
     "WaitResult": "models",
@@ -54,7 +54,8 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from portinspect.api import AuditReport, run_audit, scan
+    from portinspect.api import run_audit, scan
+    from portinspect.audit import AuditReport
     from portinspect.errors import (
         ExitStatus,
         LeftBehindError,

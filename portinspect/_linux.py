@@ -21,9 +21,13 @@ import os
 import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from portinspect.models import Family, InterfaceAddress, ProcessInfo, Proto, Socket
+from portinspect import models
+from portinspect.models import Family, Proto
+
+if TYPE_CHECKING:
+    from portinspect.models import InterfaceAddress, ProcessInfo, Socket
 
 # Turns the marker variables read from a process's environment into what may be kept (a token
 # becomes "set" or "empty"): applied as each environment is parsed, before anything else sees it.
@@ -425,7 +429,7 @@ def listening_endpoints(
 
 def _endpoint(entry: _Entry, v6only: bool | None) -> Socket:
     proto, family, address, port, uid, inode = entry
-    return Socket(proto, family, address, port, uid=uid, inode=inode, v6only=v6only)
+    return models.Socket(proto, family, address, port, uid=uid, inode=inode, v6only=v6only)
 
 
 def _v6only(buf: bytearray, start: int, end: int) -> bool | None:
@@ -467,7 +471,9 @@ def interface_addresses() -> list[InterfaceAddress]:
             if raw is not None:
                 address = _socket.inet_ntop(af, raw)
                 family = Family.IPV4 if af == _AF_INET else Family.IPV6
-                found.append(InterfaceAddress(_interface_name(attrs, index), family, address))
+                found.append(
+                    models.InterfaceAddress(_interface_name(attrs, index), family, address)
+                )
     finally:
         sock.close()
     return found
@@ -593,7 +599,7 @@ def _with_holders(entries: list[_Entry], ports: frozenset[int] | None) -> tuple[
     wanted = {e[5] for e in entries if e[5] is not None}
     holders = _find_holders(wanted, early_exit=ports is not None) if wanted else {}
     sockets = [
-        Socket(
+        models.Socket(
             proto=proto,
             family=family,
             address=address,
@@ -991,7 +997,7 @@ class ProcessReader:
         except _GONE:
             return None
         except PermissionError:  # hidepid
-            return ProcessInfo(pid=pid, ppid=None, name=None, user=None)
+            return models.ProcessInfo(pid=pid, ppid=None, name=None, user=None)
         close = stat.rindex(b")")
         fields = stat[close + 2 :].split()
         try:
@@ -1020,7 +1026,7 @@ class ProcessReader:
             )
         except OSError:
             env = {}  # another user's environment needs root
-        return ProcessInfo(
+        return models.ProcessInfo(
             pid=pid,
             ppid=int(fields[1]),
             name=name,
@@ -1251,7 +1257,9 @@ def tree_sockets(root: int, ports: frozenset[int], protos: frozenset[Proto]) -> 
     for pid in descendants(root):
         walk.scan(pid)
     return [
-        Socket(proto, family, address, port, uid=uid, inode=inode, pids=tuple(sorted(holders)))
+        models.Socket(
+            proto, family, address, port, uid=uid, inode=inode, pids=tuple(sorted(holders))
+        )
         for proto, family, address, port, uid, inode in entries
         if inode is not None and (holders := walk.holders.get(inode))
     ]

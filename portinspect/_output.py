@@ -63,8 +63,9 @@ def envelope(command: str | None, exit_code: int, payload: Mapping[str, Any], **
 # text (JSON itself escapes only C0): DEL and the C1 controls (a terminal may take U+009B for
 # CSI), bidi controls, Unicode line separators, and lone surrogates (the bytes of a command
 # line that is not UTF-8, which would make the document invalid UTF-8 or stop the write).
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
-_NON_ASCII = re.compile("[^\x00-\x7f]")
+# As text: `re` compiles them the first time a document is not plain ASCII.
+_JSON_UNSAFE = "[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+_NON_ASCII = "[^\x00-\x7f]"
 
 
 def _json_escape(match: re.Match[str]) -> str:
@@ -87,13 +88,13 @@ def write(text: str, *, as_json: bool = False) -> None:
     if sys.stdout is None:
         raise OSError(errno.EBADF, "it is closed")
     if as_json and (not text.isascii() or "\x7f" in text):
-        text = _JSON_UNSAFE.sub(_json_escape, text)
+        text = re.sub(_JSON_UNSAFE, _json_escape, text)
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     try:
         data = f"{text}\n".encode(encoding, getattr(sys.stdout, "errors", None) or "strict")
     except UnicodeEncodeError:  # stdout is not UTF-8 (LANG=en_US.ISO-8859-1...)
         if as_json:
-            text = _NON_ASCII.sub(_json_escape, text)
+            text = re.sub(_NON_ASCII, _json_escape, text)
         data = f"{text}\n".encode(encoding, "backslashreplace")
     sys.stdout.flush()  # whatever was written through the text layer goes first
     out = getattr(sys.stdout, "buffer", None)

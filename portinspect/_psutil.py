@@ -17,11 +17,15 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import psutil
 
-from portinspect.models import Family, InterfaceAddress, ProcessInfo, Proto, Socket
+from portinspect import models
+from portinspect.models import Family, Proto
+
+if TYPE_CHECKING:
+    from portinspect.models import InterfaceAddress, ProcessInfo, Socket
 
 _T = TypeVar("_T")
 
@@ -149,7 +153,7 @@ def list_sockets(
                 hidden = True
             ordered = tuple(sorted(pids))
             uid = _uid_of(ordered[0]) if ordered else None
-            sockets.append(Socket(proto_, family, address, port, uid=uid, pids=ordered))
+            sockets.append(models.Socket(proto_, family, address, port, uid=uid, pids=ordered))
     return sockets, hidden
 
 
@@ -175,7 +179,7 @@ def interface_addresses() -> list[InterfaceAddress]:
         for addr in addrs:
             family = _FAMILIES.get(addr.family)
             if family is not None and addr.address:
-                found.append(InterfaceAddress(name, family, addr.address.split("%", 1)[0]))
+                found.append(models.InterfaceAddress(name, family, addr.address.split("%", 1)[0]))
     return found
 
 
@@ -234,8 +238,8 @@ def process_info(
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
     except psutil.AccessDenied:
-        return ProcessInfo(pid=proc.pid, ppid=None, name=None, user=None)
-    return ProcessInfo(
+        return models.ProcessInfo(pid=proc.pid, ppid=None, name=None, user=None)
+    return models.ProcessInfo(
         pid=proc.pid,
         ppid=ppid,
         name=name,
@@ -441,6 +445,6 @@ def tree_sockets(root: int, ports: frozenset[int], protos: frozenset[Proto]) -> 
                 if key[3] in ports:
                     found[key].add(holder)
     return [
-        Socket(proto, family, address, port, pids=tuple(sorted(pids)))
+        models.Socket(proto, family, address, port, pids=tuple(sorted(pids)))
         for (proto, family, address, port), pids in found.items()
     ]

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from portinspect import scanner
 from portinspect.inputs import check_ports, check_proto
-from portinspect.models import InterfaceAddress, Listener, ProcessInfo, Proto, Snapshot
+from portinspect.models import Listener, ProcessInfo, Proto, Snapshot
 
 if TYPE_CHECKING:
-    from portinspect.audit import Finding, Level
-    from portinspect.models.app import PortState, PortView
+    from portinspect.audit import AuditReport
+    from portinspect.models.app import PortState, PortView, WhoReport
     from portinspect.tunnels import Tunnel
 
 
@@ -137,47 +137,11 @@ def port_state(port: int, *, backend: str | None = None) -> PortState:
     return PortState(port, sockets, user, bind_error, ephemeral=low <= port <= high)
 
 
-@dataclass(frozen=True, slots=True)
-class WhoReport:
-    """Everything `who PORT` says: the sockets and the apps behind them (view), the audit's
-    findings for the port, and when nothing listens there, what may still make a bind fail
-    (state; None when something listens)."""
-
-    port: int
-    view: PortView
-    findings: list[Finding]
-    state: PortState | None = None
-
-    @property
-    def listening(self) -> bool:
-        return bool(self.view.listeners)
-
-    @property
-    def owners_hidden(self) -> bool:
-        """Every socket on the port belongs to a process we cannot see."""
-        return self.listening and all(li.owner_hidden for li in self.view.listeners)
-
-    @property
-    def stop(self) -> str:
-        udp_only = all(li.proto is Proto.UDP for li in self.view.listeners)
-        return f"portinspect kill {'--udp ' if udp_only else ''}{self.port}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """`who --json` (README: JSON); a free port gives its port and `free`."""
-        if self.state is not None:
-            return {"port": self.port, "free": self.state.to_dict()}
-        return {
-            "port": self.port,
-            "listeners": [li.to_dict() for li in self.view.listeners],
-            "apps": [app.to_dict() for app in self.view.apps],
-            "stop": self.stop,
-            "audit": [f.to_dict() for f in self.findings],
-        }
-
-
 def who(port: int, *, backend: str | None = None) -> WhoReport:
     """`who PORT`: the port's view with the audit's verdict for it (loopback included), or,
     when nothing listens there, its state."""
+    from portinspect.models.app import WhoReport
+
     view = port_view(port, backend=backend)
     if not view.listeners:
         return WhoReport(port, view, [], port_state(port, backend=backend))
@@ -206,31 +170,6 @@ def _subtree_roots(snapshot: Snapshot) -> set[int]:
             parent = processes.get(parent.ppid or 0)
         roots.add(top)
     return roots
-
-
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    """What `audit` found: every way in, worst first, and the facts it was judged from."""
-
-    findings: list[Finding]
-    interfaces: list[InterfaceAddress]
-    tunnels: list[Tunnel]
-    owners_hidden: bool
-    probed: bool  # --probe ran: each probe-able finding got at most one loopback request
-    privileged: bool = False  # root: hidden owners are the kernel's or another namespace's
-
-    def to_dict(self, fail_on: Level) -> dict[str, Any]:
-        """`audit --json`: the findings, worst first, and what they were judged from."""
-        from portinspect import audit
-
-        return {
-            "findings": [f.to_dict() for f in self.findings],
-            "fail_on": fail_on.value,
-            "counts": audit.counts(self.findings),
-            "probed": self.probed,
-            "interfaces": [a.to_dict() for a in self.interfaces],
-            "tunnels": [t.to_dict() for t in self.tunnels],
-        }
 
 
 def run_audit(
@@ -274,7 +213,7 @@ def run_audit(
 
         results = {request: http_get(request) for request in audit.probes(findings)}
         findings = audit.apply_probes(findings, results)
-    return AuditReport(
+    return audit.AuditReport(
         findings, interfaces, tunnels, result.owners_hidden, probe, result.privileged
     )
 

@@ -11,15 +11,15 @@ Start-up is part of the interface (benchmarks/bench_startup.py): nothing is impo
 that every command does not need, and main() builds only the command it runs.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads every parameter's annotation
+# through typing.get_type_hints, which takes evaluated annotations as they are and evals each
+# string one (PEP 563), a compile per parameter (benchmarks/RESULTS.md, start-up).
 import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -43,15 +43,15 @@ SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 # --- what a command produced, and how it is written ---------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Globals:
+class Globals(NamedTuple):
     """The options given before the command: typer's context object (ctx.obj)."""
 
     debug: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+# NamedTuples, not dataclasses: a dataclass costs a millisecond to build at import, and
+# start-up is part of the interface (every command pays for these).
+class Output(NamedTuple):
     """How a command's result is to be written: the shared options of every command."""
 
     as_json: bool = False
@@ -60,11 +60,11 @@ class Output:
     wide: bool = False
     no_color: bool = False
 
-    def screen(self, stream: Any) -> Screen:
+    def screen(self, stream: Any) -> "Screen":
         return writer.screen(stream, wide=self.wide, no_color=self.no_color)
 
     @property
-    def stdout(self) -> Screen:
+    def stdout(self) -> "Screen":
         return self.screen(sys.stdout)
 
     def say(self, line: str | None) -> None:
@@ -73,16 +73,15 @@ class Output:
             writer.say(line)
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     """What a command produced, before it is written."""
 
     status: int  # an ExitStatus; `run` exits with its test command's status, any int
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = {}  # noqa: RUF012 (never mutated: each Outcome gets its own)
     human: str = ""
-    warnings: list[str] = field(default_factory=list)
+    warnings: Sequence[str] = ()
     error: str | None = None
-    notes: list[str] = field(default_factory=list)  # stderr lines even with --quiet (--explain)
+    notes: Sequence[str] = ()  # stderr lines even with --quiet (--explain)
     # Run when the result never reached the reader (Ctrl-C or a closed stdout while it was
     # written): `free` gives back the leases of ports nobody was told about.
     undo: Callable[[], None] | None = None
@@ -462,11 +461,10 @@ def who_command(
         parts = [render.who_report(report.view, screen=screen)]
         parts += ["\n".join(render.audit_verdict(report.findings, screen))]
         human = "\n\n".join(filter(None, parts))
-        outcome = Outcome(ExitStatus.OK, report.to_dict(), human)
         if report.owners_hidden:
-            outcome.status = ExitStatus.PERMISSION
-            outcome.error = render.hidden_owner(report.view)
-        return outcome
+            error = render.hidden_owner(report.view)
+            return Outcome(ExitStatus.PERMISSION, report.to_dict(), human, error=error)
+        return Outcome(ExitStatus.OK, report.to_dict(), human)
 
     return _run("who", out, body)
 
@@ -542,7 +540,7 @@ def wait_command(
         wanted = waiter.validate(parse_targets(targets), free=free, proto=proto)
         out.say(render.wait_start(wanted, seconds, free=free))
 
-        def progress(report: TargetReport) -> None:
+        def progress(report: "TargetReport") -> None:
             out.say(render.wait_progress(report))
 
         try:
@@ -883,11 +881,11 @@ def _interactive() -> bool:
     return stdin is not None and stderr is not None and stdin.isatty() and stderr.isatty()
 
 
-def _asker(out: Output, how: str) -> Callable[[KillPlan], bool]:
+def _asker(out: Output, how: str) -> "Callable[[KillPlan], bool]":
     """kill's question on the terminal: the plan, fitted to stderr's screen, then y/N."""
     from portinspect.render.kill import kill_plan
 
-    def ask(plan: KillPlan) -> bool:
+    def ask(plan: "KillPlan") -> bool:
         writer.say_raw(kill_plan(plan, how, out.screen(sys.stderr)))
         try:
             return typer.confirm(f"Stop them to free port {plan.port}?", err=True)

@@ -35,9 +35,9 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from portinspect import _interrupts, api, inputs, scanner
+from portinspect import _interrupts, inputs, scanner
 from portinspect.data import read_text
 from portinspect.errors import NoFreePortError, UsageError
 from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port
@@ -50,7 +50,10 @@ from portinspect.leases import LeaseDirWarning as LeaseDirWarning
 from portinspect.leases import LeaseStore as LeaseStore
 from portinspect.leases import lease_directory as lease_directory
 from portinspect.leases import release_leases as release_leases
-from portinspect.models import Listener, Proto
+from portinspect.models import Proto
+
+if TYPE_CHECKING:
+    from portinspect.models import Listener
 
 # Without --near: above the dev servers' favourites (3000, 5000, 8000, 8080, 8888) so the port a
 # tool hands out is not the one the user's own `runserver` wants next, and below every OS's
@@ -130,8 +133,7 @@ def unsafe_ports() -> frozenset[int]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(NamedTuple):
     """Which ports are never offered, whatever their state."""
 
     ephemeral: tuple[int, int] | None  # the OS range to skip; None when allowed
@@ -480,6 +482,8 @@ class _Search:
         held = {s.port for s in self.skips if s.reason is SkipReason.HELD}
         holders: dict[int, Listener] = {}
         if held:
+            from portinspect import api  # only with --explain: naming holders is a scan
+
             proto = next(iter(self.protos)) if len(self.protos) == 1 else None
             for listener in api.scan(held, proto):
                 holders.setdefault(listener.port, listener)

@@ -159,10 +159,10 @@ _DEFAULT_PORTS = {"tcp": None, "http": 80, "https": 443}
 # One label of a host name as resolvers take it: letters, digits, hyphens, and underscores
 # (compose and Kubernetes service names use them; DNS itself does not forbid them).
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_HOST_NAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"  # compiled on first use: only `wait` reads it
 # What a path and query may hold (RFC 3986 unreserved, sub-delims, ':', '@', '/', '?', '%'):
 # no blanks, controls or raw non-ASCII, which would end up in the request line as typed.
-_URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*")
+_URL_PATH = r"[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*"
 
 
 def _target_error(text: str, why: str) -> UsageError:
@@ -191,7 +191,7 @@ def parse_host(host: str, text: str) -> str:
         return str(address)
     if ":" in host:
         raise _target_error(text, "write an IPv6 address in brackets, as in [::1]:8000")
-    if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+    if len(host) > 253 or not re.fullmatch(_HOST_NAME, host):
         raise _target_error(text, "not a host name or an IP address")
     if host.rstrip(".").rpartition(".")[2].isdigit():
         # 300.1.1.1 or 127.1: no top-level domain is all digits (RFC 3696), and the C
@@ -235,7 +235,7 @@ def _parse_url(text: str, stripped: str) -> WaitTarget:
         if path not in ("", "/"):
             raise _target_error(text, "tcp:// takes no path")
         return WaitTarget(port=port, host=parse_host(host, text))
-    if not _URL_PATH.fullmatch(path):
+    if not re.fullmatch(_URL_PATH, path):
         raise _target_error(text, "the path may hold only URL characters (escape others as %XX)")
     if path.startswith("?"):
         path = "/" + path

@@ -17,18 +17,13 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from portinspect.models import (
-    ALL_PROTOS,
-    IANA_DYNAMIC,
-    InterfaceAddress,
-    PortKey,
-    ProcessInfo,
-    Proto,
-    Snapshot,
-    Socket,
-)
+from portinspect import models
+from portinspect.models import ALL_PROTOS, IANA_DYNAMIC, PortKey, Proto
+
+if TYPE_CHECKING:
+    from portinspect.models import InterfaceAddress, ProcessInfo, Snapshot, Socket
 
 _T = TypeVar("_T")
 
@@ -438,7 +433,7 @@ def collect(
     holders = {pid for s in sockets for pid in s.pids}
     processes = read_processes(holders, backend=backend, cgroups=complete)
     live = [s for s in (_without_dead(s, processes) for s in sockets) if s is not None]
-    return Snapshot(
+    return models.Snapshot(
         sockets=tuple(live),
         processes=processes,
         owners_hidden=hidden,
@@ -511,7 +506,7 @@ def container_proxies(port: int) -> tuple[ProcessInfo, ...]:
 
     found: list[ProcessInfo] = []
     for pid, cmdline in command_lines():
-        info = ProcessInfo(pid=pid, ppid=None, name=None, user=None, cmdline=cmdline)
+        info = models.ProcessInfo(pid=pid, ppid=None, name=None, user=None, cmdline=cmdline)
         proxy = container_proxy(info)
         if proxy is not None and proxy["host_port"] == port:
             found.append(info)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from portinspect.models import Listener, PortKey, ProcessInfo, Snapshot
+from portinspect.models import Listener, PortKey, ProcessInfo, Proto, Snapshot
+
+if TYPE_CHECKING:
+    from portinspect.audit import Finding
 
 
 class Role(str, Enum):
@@ -222,4 +225,42 @@ class PortState:
             if error is None
             else {"address": error[0], "proto": error[1], "error": error[2]},
             "ephemeral": self.ephemeral,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WhoReport:
+    """Everything `who PORT` says: the sockets and the apps behind them (view), the audit's
+    findings for the port, and when nothing listens there, what may still make a bind fail
+    (state; None when something listens)."""
+
+    port: int
+    view: PortView
+    findings: list[Finding]
+    state: PortState | None = None
+
+    @property
+    def listening(self) -> bool:
+        return bool(self.view.listeners)
+
+    @property
+    def owners_hidden(self) -> bool:
+        """Every socket on the port belongs to a process we cannot see."""
+        return self.listening and all(li.owner_hidden for li in self.view.listeners)
+
+    @property
+    def stop(self) -> str:
+        udp_only = all(li.proto is Proto.UDP for li in self.view.listeners)
+        return f"portinspect kill {'--udp ' if udp_only else ''}{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """`who --json` (README: JSON); a free port gives its port and `free`."""
+        if self.state is not None:
+            return {"port": self.port, "free": self.state.to_dict()}
+        return {
+            "port": self.port,
+            "listeners": [li.to_dict() for li in self.view.listeners],
+            "apps": [app.to_dict() for app in self.view.apps],
+            "stop": self.stop,
+            "audit": [f.to_dict() for f in self.findings],
         }
