@@ -19,6 +19,8 @@ _EXPORTS = {
     "run_audit": "api",
     "AuditReport": "audit",
     "find_free_ports": "freeport",
+    "reserve": "freeport",
+    "Reservation": "freeport",
     "kill_port": "kill",
     "WaitResult": "models",
     "wait_for": "waiter",
@@ -69,7 +71,7 @@ if TYPE_CHECKING:
         UsageError,
         WaitTimeoutError,
     )
-    from portinspect.freeport import find_free_ports
+    from portinspect.freeport import Reservation, find_free_ports, reserve
     from portinspect.kill import kill_port
     from portinspect.models import (
         Family,
@@ -124,6 +126,7 @@ __all__ = [
     "PortRange",
     "ProcessInfo",
     "Proto",
+    "Reservation",
     "RunResult",
     "Server",
     "ServerExitedError",
@@ -140,6 +143,7 @@ __all__ = [
     "__version__",
     "find_free_ports",
     "kill_port",
+    "reserve",
     "run",
     "run_audit",
     "scan",

@@ -38,6 +38,8 @@ _ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 _ClickException: type[Exception] = _ClickUsageError.__mro__[1]
 
 SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+# The commands in the order a newcomer meets them (the overview a bare `portinspect` prints).
+ORDER = ("list", "who", "free", "kill", "wait", "run", "audit")
 
 
 # --- what a command produced, and how it is written ---------------------------------------
@@ -182,6 +184,9 @@ class _OneLineErrors(_typer_lean.LeanParams, TyperGroup):
     The command's return value is the exit code. A bare `portinspect` and the completion
     options are answered here, before typer parses anything."""
 
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(self.commands, key=_order)
+
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         with _past_typer():
             return super().make_context(*args, **kwargs)
@@ -217,6 +222,10 @@ class _OneLineErrors(_typer_lean.LeanParams, TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _order(name: str) -> int:
+    return ORDER.index(name) if name in ORDER else len(ORDER)
+
+
 def _before_typer(argv: Sequence[str], group: Any) -> int | None:
     """The exit status of what is answered without typer: a bare `portinspect` (the commands,
     one line each, on a terminal; a usage error in a script) and --show-completion or
@@ -237,20 +246,14 @@ def _before_typer(argv: Sequence[str], group: Any) -> int | None:
     if any(a not in ("--debug",) for a in leading):
         return None  # --help, --version, a bad option: typer's
     if not writer.is_terminal(sys.stdout):
-        names = ", ".join(group.commands)
-        message = f"no command given: one of {names} (see --help)"
+        message = f"no command given: one of {', '.join(ORDER)} (see --help)"
         return writer.fail(argv, ExitStatus.USAGE, message)
     from portinspect.render.usage import overview
 
-    commands = [(name, _summary(cmd)) for name, cmd in group.commands.items()]
+    names = sorted(group.commands, key=_order)
+    commands = [(name, group.commands[name].short_help or "") for name in names]
     writer.write(overview(__version__, commands, writer.screen(sys.stdout)))
     return ExitStatus.OK
-
-
-def _summary(command: Any) -> str:
-    """The first sentence of a command's help."""
-    text = " ".join((command.help or "").split())
-    return text.split(". ")[0].rstrip(".")
 
 
 def _completion(option: str, shell: str | None) -> int:
@@ -385,7 +388,9 @@ def _global(
 # --- the commands ---------------------------------------------------------------------------
 
 
-@app.command("list", cls=_Command)
+@app.command(
+    "list", cls=_Command, short_help="every listening socket: port, address, owner, program"
+)
 def list_command(
     ctx: typer.Context,
     port: Annotated[
@@ -435,7 +440,7 @@ def list_command(
     return _run("list", out, body)
 
 
-@app.command("who", cls=_Command)
+@app.command("who", cls=_Command, short_help="who holds PORT, the app behind it, how to stop it")
 def who_command(
     ctx: typer.Context,
     port: Annotated[str, typer.Argument(metavar="PORT", help="The port to diagnose.")],
@@ -487,7 +492,9 @@ class _WaitCommand(_Command):
         return [*super().collect_usage_pieces(ctx), "[-- COMMAND...]"]
 
 
-@app.command("wait", cls=_WaitCommand)
+@app.command(
+    "wait", cls=_WaitCommand, short_help="wait until ports or services are ready (or free)"
+)
 def wait_command(
     ctx: typer.Context,
     targets: Annotated[
@@ -617,7 +624,9 @@ def _run_command(argv: list[str]) -> int:
     raise AssertionError("unreachable: execvp returned")  # pragma: no cover
 
 
-@app.command("free", cls=_Command)
+@app.command(
+    "free", cls=_Command, short_help="the nearest free port(s), leased for parallel callers"
+)
 def free_command(
     ctx: typer.Context,
     near: Annotated[
@@ -700,7 +709,9 @@ def free_command(
     return _run("free", out, body)
 
 
-@app.command("audit", cls=_Command)
+@app.command(
+    "audit", cls=_Command, short_help="what others can reach here, how bad, how to close it"
+)
 def audit_command(
     ctx: typer.Context,
     fail_on: Annotated[
@@ -755,7 +766,7 @@ def audit_command(
     return _run("audit", out, body)
 
 
-@app.command("kill", cls=_Command)
+@app.command("kill", cls=_Command, short_help="free PORT: stop its app, top first, and verify")
 def kill_command(
     ctx: typer.Context,
     ports: Annotated[
@@ -898,6 +909,7 @@ def _asker(out: Output, how: str) -> "Callable[[KillPlan], bool]":
 @app.command(
     "run",
     cls=_Command,
+    short_help="servers on free ports around your tests, torn down, verified",
     # Everything after the first word of the test command is the test command's: `run
     # --server X pytest -x` passes -x to pytest (as does `-- pytest -x`).
     context_settings={"allow_interspersed_args": False},

@@ -7,17 +7,17 @@ from collections.abc import Mapping, Sequence
 from portinspect.models import Listener
 from portinspect.render.common import PIPE, Column, Screen, clean, paint, table, wrap
 
-# On a narrow screen the columns give way in this order (README "Output"): SERVICE and RANGE
-# leave, then ADDRESS and PROGRAM are cut (an address in its middle), then USER, TOP and
-# PROTO leave. PORT and PID stay: they are what the next command (`who`, `kill`) takes.
+# On a narrow screen the columns give way in this order (README "Output"): SERVICE, RANGE and
+# USER leave, then ADDRESS and PROGRAM are cut (an address in its middle), then TOP and PROTO
+# leave. PORT and PID stay: they are what the next command (`who`, `kill`) takes.
 COLUMNS = (
     Column("PORT"),
     Column("PROTO", give=6),
-    Column("ADDRESS", give=3, least=9, middle=True),
+    Column("ADDRESS", give=4, least=9, middle=True),
     Column("PID"),
     Column("TOP", give=5),
-    Column("PROGRAM", give=3, least=10),
-    Column("USER", give=4),
+    Column("PROGRAM", give=4, least=10),
+    Column("USER", give=3),
     Column("RANGE", give=2),
     Column("SERVICE", give=1),
 )

@@ -140,7 +140,7 @@ def _tree_line(
     if screen.width is not None:
         used = len(_TREE_INDENT) + visible(head) + 2 + len(branches)
         tail = sum(len(m) + 2 for m in marks)
-        if screen.width - used - tail < 16 and _HOLDS in marks:
+        if screen.width - used - tail < 30 and _HOLDS in marks:  # room for the command
             marks = ["[port]" if m == _HOLDS else m for m in marks]
             tail = sum(len(m) + 2 for m in marks)
         command = cut_middle(command, max(10, screen.width - used - tail))
@@ -174,7 +174,8 @@ def stop_advice(view: PortView, udp_only: bool) -> str:
             f"`{command}` stops after the graceful step)"
         )
     tops = ", ".join(f"pid {a.top}" for a in apps)
-    text = f"{command}   (SIGTERM to {tops}, the app's top process, then verifies the port is free)"
+    whose = "the app's top process" if len(apps) == 1 else "each app's top process"
+    text = f"{command}   (SIGTERM to {tops}, {whose}, then verifies the port is free)"
     if manager is not None and manager.stops_others:
         by = f" (pid {manager.pid})" if manager.pid is not None else ""
         text += f"; note: {manager.kind}{by} stops every other service it runs when this one exits"
