@@ -557,7 +557,7 @@ def wait_command(
         except WaitTimeoutError as exc:
             payload = exc.result.to_dict() if exc.result is not None else {}
             return Outcome(exc.exit_status, payload, error=str(exc))
-        human = "" if quiet else render.wait_done(result)
+        human = "" if quiet else render.wait_done(result, out.stdout)
         if command is not None:
             done.append(human)  # stdout is the command's
             human = ""

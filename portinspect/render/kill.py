@@ -17,6 +17,7 @@ from portinspect.render.common import (
     Screen,
     clean,
     command_line,
+    fit_line,
     labelled,
     paint,
     pids,
@@ -32,9 +33,12 @@ from portinspect.render.who import _fold, manager_text
 
 # A plan shows at most this many process rows per app on a terminal; JSON keeps them all.
 PLAN_ROWS = 20
+# PID (`*`: a top, signalled first), ROLE, HOLDS (`yes`: holds the port's socket), USER,
+# COMMAND; on a narrow screen HOLDS and USER leave first, then ROLE and COMMAND are cut.
 PLAN_COLUMNS = (
     Column("PID"),
     Column("ROLE", give=2, least=8),
+    Column("HOLDS", give=1),
     Column("USER", give=1),
     Column("COMMAND", give=2, least=16, middle=True),
 )
@@ -97,7 +101,7 @@ def kill_plan(plan: KillPlan, how: str, screen: Screen = PIPE, ports: Sequence[i
     for note in notes:
         lines += labelled("note", note, screen, pad=6)
     lines += labelled("plan", how, screen, pad=6)
-    return "\n".join(lines)
+    return "\n".join(fit_line(line, screen.width) for line in lines)
 
 
 def _plan_rows(plan: KillPlan) -> list[list[str]]:
@@ -113,14 +117,13 @@ def _plan_rows(plan: KillPlan) -> list[list[str]]:
             role = target.role.value if target.role else ""
             if more:  # identical siblings: `worker ×4` is this one and three more like it
                 role = f"{role} {times(more + 1)}".strip()
-            if target.holds_port:
-                role += " [holds port]"
+            holds = "yes" if target.holds_port else ""
             command = command_line(member.process.cmdline, short=True)
             pid = f"{member.process.pid}{' *' if target.top else ''}"
-            rows.append([pid, role, clean(member.process.user) or "?", command])
+            rows.append([pid, role, holds, clean(member.process.user) or "?", command])
         if len(folded) > PLAN_ROWS:
             rest = sum(1 + more for _, more in folded[PLAN_ROWS:])
-            rows.append(["...", f"{rest} more", "", "(--json lists every process)"])
+            rows.append(["...", f"{rest} more", "", "", "(--json lists every process)"])
     return rows
 
 

@@ -16,12 +16,12 @@ COLUMNS = (
     Column("ADDRESS", give=4, least=9, middle=True),
     Column("PID"),
     Column("TOP", give=5),
-    Column("PROGRAM", give=4, least=10),
+    Column("PROGRAM", give=4, least=8),
     Column("USER", give=3),
     Column("RANGE", give=2),
     Column("SERVICE", give=1),
 )
-RISK = Column("RISK", keep_empty=True)
+RISK = Column("RISK", give=4, least=4, keep_empty=True)
 
 _RISK_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "info": "dim"}
 

@@ -10,7 +10,8 @@ from portinspect.render.common import PIPE, Screen, paint, wrap
 def overview(version: str, commands: Sequence[tuple[str, str]], screen: Screen = PIPE) -> str:
     """A few lines: what portinspect is, each command with its summary, where help is."""
     width = max(len(name) for name, _ in commands)
-    lines = [f"portinspect {version}: what is on a port, and how do I get it back?", ""]
+    head = f"portinspect {version}: what is on a port, and how do I get it back?"
+    lines = [*wrap(head, screen.width), ""]
     for name, summary in commands:
         first = f"  {name:<{width}}  "
         wrapped = wrap(summary, screen.width, first=first, indent=" " * len(first))

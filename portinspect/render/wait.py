@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from portinspect.models.wait import TargetReport, WaitResult, WaitTarget
-from portinspect.render.common import clean
+from portinspect.render.common import PIPE, Screen, clean, wrap
 
 _WAIT_LISTED = 8  # targets named one by one; beyond, a count
 
@@ -50,14 +50,17 @@ def _how(report: TargetReport) -> str:
     return ", ".join(steps) + (f" at {report.address}" if elsewhere else "")
 
 
-def wait_done(result: WaitResult) -> str:
+def wait_done(result: WaitResult, screen: Screen = PIPE) -> str:
     """What `wait` prints when every target is ready (or free): bare ports on one line, as
-    always (`port 8000 listening after 0.42s`); other targets one per line, with what decided."""
+    always (`port 8000 listening after 0.42s`); other targets one per line, with what decided
+    (each wrapped under itself on a narrow terminal)."""
     targets = [r.target for r in result.targets]
     state = _condition(targets, result.free)
     if all(t.host is None for t in targets) or len(targets) > _WAIT_LISTED:
-        return f"{_targets_text(targets)} {state} after {result.elapsed:.2f}s"
-    return "\n".join(
-        clean(f"{r.target} {state} after {r.ready_after or 0.0:.2f}s ({_how(r)})")
-        for r in result.targets
-    )
+        texts = [f"{_targets_text(targets)} {state} after {result.elapsed:.2f}s"]
+    else:
+        texts = [
+            clean(f"{r.target} {state} after {r.ready_after or 0.0:.2f}s ({_how(r)})")
+            for r in result.targets
+        ]
+    return "\n".join(line for text in texts for line in wrap(text, screen.width, indent="  "))

@@ -124,7 +124,7 @@ def tree_lines(app: App, *, limit: int | None = TREE_LINES, screen: Screen = PIP
     if limit is not None and len(lines) > limit:
         hidden = len(lines) - (limit - 1)
         lines = [*lines[: limit - 1], f"... {hidden} more lines (--json lists every process)"]
-    return [fit_line(_TREE_INDENT + line, screen.width)[len(_TREE_INDENT) :] for line in lines]
+    return lines
 
 
 def _tree_line(
@@ -189,19 +189,13 @@ def who_report(view: PortView, now: float | None = None, screen: Screen = PIPE) 
     facts = [first.range.value, "ephemeral range" if first.ephemeral else "not ephemeral"]
     if first.service:
         facts.append(f"IANA service {first.service}")
-    lines = [paint(f"Port {view.port}", "bold", screen) + f": {', '.join(facts)}"]
+    lines = _headed(f"Port {view.port}", ", ".join(facts), screen)
+    exposed = "EXPOSED beyond this machine"
     for li in listeners:
-        reach = (
-            paint("EXPOSED beyond this machine", "bold red", screen)
-            if li.exposed
-            else "loopback only"
-        )
-        lines.append(
-            fit_line(
-                f"  {li.proto.value} {li.family.value} {clean(li.endpoint)}  ({reach})",
-                screen.width,
-            )
-        )
+        reach = exposed if li.exposed else "loopback only"
+        text = f"  {li.proto.value} {li.family.value} {clean(li.endpoint)}  ({reach})"
+        wrapped = wrap(text, screen.width, indent="    ")
+        lines += [line.replace(exposed, paint(exposed, "bold red", screen)) for line in wrapped]
     for app in view.apps:
         lines.append("")
         lines.extend(_app_section(app, now, screen))
@@ -212,7 +206,7 @@ def who_report(view: PortView, now: float | None = None, screen: Screen = PIPE) 
     advice = stop_advice(view, udp_only=all(li.proto.value == "udp" for li in listeners))
     if advice:
         lines.extend(labelled("stop it", advice, screen))
-    return "\n".join(lines)
+    return "\n".join(fit_line(line, screen.width) for line in lines)
 
 
 def _hidden_section(hidden: Sequence[Listener], privileged: bool, screen: Screen) -> list[str]:
@@ -261,7 +255,7 @@ def _app_section(app: App, now: float | None, screen: Screen) -> list[str]:
         lines.extend(labelled("manager", manager_text(app.manager), screen))
     lines.append("  app tree:")
     lines.extend(_TREE_INDENT + line for line in tree_lines(app, screen=screen))
-    return lines
+    return [fit_line(line, screen.width) for line in lines]
 
 
 def _whole_command(argv: Sequence[str], screen: Screen) -> str:
@@ -314,6 +308,14 @@ def manager_text(manager: Manager) -> str:
     return f"{manager.kind}{by}{service}: {does}{stop}"
 
 
+def _headed(head: str, text: str, screen: Screen) -> list[str]:
+    """`Port 8000: facts`, wrapped, `Port 8000` in bold."""
+    lines = wrap(f"{head}: {text}", screen.width, indent="  ")
+    if not lines[0].startswith(head):  # cut short on a very narrow screen
+        return lines
+    return [paint(head, "bold", screen) + lines[0][len(head) :], *lines[1:]]
+
+
 def hidden_owner(view: PortView) -> str:
     """`who`'s one-line error when every socket on the port has an owner we cannot see."""
     user = clean(view.listeners[0].user) or "another user"
@@ -333,10 +335,8 @@ def free_report(state: PortState, screen: Screen = PIPE) -> str:
     """`who` on a port nothing listens on: say it is free, and what may still make a bind
     there fail (a socket bound to it, TIME_WAIT, a connection using it as its local port),
     with the result of the binds a server would make."""
-    port = state.port
-    head = f"{paint(f'Port {port}', 'bold', screen)}: free: nothing listens on it, TCP or UDP"
     sockets = dict(state.sockets)
-    lines = wrap(head, screen.width, indent="  ")
+    lines = _headed(f"Port {state.port}", "free: nothing listens on it, TCP or UDP", screen)
     bound = sockets.pop("bound", 0)
     waiting = sockets.pop("time-wait", 0)
     if bound:
@@ -383,4 +383,4 @@ def free_report(state: PortState, screen: Screen = PIPE) -> str:
             "any moment (`portinspect free` hands out ports outside it)",
             screen,
         )
-    return "\n".join(lines)
+    return "\n".join(fit_line(line, screen.width) for line in lines)
