@@ -195,8 +195,9 @@ class PortState:
 
     sockets: TCP sockets of any user whose local port it is, counted by state: "bound" (bound
     and not listening: a bind fails unless both sockets set SO_REUSEADDR; seen from Linux
-    6.8), "time-wait" (connections closed from this side, kept up to 60 s: a bind without
-    SO_REUSEADDR fails meanwhile), "established" and the other connection states (an
+    6.8), "time-wait" (connections closed from this side, kept up to 60 s: meanwhile a bind
+    fails unless both sockets set SO_REUSEADDR, which a server's own connections do and an
+    outgoing connection's do not), "established" and the other connection states (an
     outgoing connection's local port, an accepted connection that outlived its listener: the
     same). bound_user: the owner of one bound socket (a name, or a uid), when there is one.
     bind_error: the first bind a server would make (SO_REUSEADDR, on 127.0.0.1, 0.0.0.0, ::1,

@@ -352,8 +352,8 @@ def free_report(state: PortState, screen: Screen = PIPE) -> str:
         lines += labelled(
             "time-wait",
             f"{plural(waiting, 'connection')} closed from this side, kept by the kernel for up "
-            "to 60s: a server that binds without SO_REUSEADDR gets 'address already in use' "
-            "until then",
+            "to 60s: until then a bind fails unless both sockets set SO_REUSEADDR (a "
+            "server's own connections do; an outgoing connection's do not)",
             screen,
         )
     if sockets:
@@ -361,7 +361,7 @@ def free_report(state: PortState, screen: Screen = PIPE) -> str:
         lines += labelled(
             "in use",
             f"as the local port of {plural(sum(sockets.values()), 'connection')} ({states}): "
-            "a bind without SO_REUSEADDR fails while they last",
+            "while they last a bind fails unless both sockets set SO_REUSEADDR",
             screen,
         )
     if state.bind_error is not None:
