@@ -17,29 +17,26 @@ that every command does not need, and main() builds only the command it runs.
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import PurePath
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn
 
 import typer
-from typer.core import TyperGroup
 
-from portinspect import __version__, _interrupts, _typer_lean
+from portinspect import __version__, _interrupts
 from portinspect import _output as writer
+from portinspect._typer_app import (
+    Command,
+    completion,
+    debug_from_env,
+    settings,
+    unexpected,
+)
+from portinspect._typer_app import OneLineErrors as _OneLineErrors  # noqa: F401 (its old name)
 from portinspect.errors import ExitStatus, PortInspectError, UsageError
 
 if TYPE_CHECKING:
     from portinspect.models import KillPlan, TargetReport
     from portinspect.render.common import Screen
-
-# click is vendored by recent typer and external in older ones; reach its exception
-# classes through typer's public BadParameter so both work.
-_ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
-_ClickException: type[Exception] = _ClickUsageError.__mro__[1]
-
-SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
-# The commands in the order a newcomer meets them (the overview a bare `portinspect` prints).
-ORDER = ("list", "who", "free", "kill", "wait", "run", "audit")
 
 
 # --- what a command produced, and how it is written ---------------------------------------
@@ -108,18 +105,6 @@ def _emit(command: str, out: Output, outcome: Outcome) -> int:
     return int(outcome.status)
 
 
-def _unexpected(exc: BaseException, debug: bool) -> str:
-    if debug:
-        import traceback  # here: 2.5 ms of imports that only --debug needs
-
-        traceback.print_exception(exc)
-    from portinspect.render.common import clean
-
-    message = clean(" ".join(str(exc).split()), 400) or type(exc).__name__
-    hint = "" if debug else " (run with --debug for the traceback)"
-    return f"unexpected error: {message}{hint}"
-
-
 def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
     """Run one command's body under the shared error and output contract."""
     try:
@@ -129,7 +114,7 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
     except KeyboardInterrupt:
         outcome = Outcome(ExitStatus.INTERRUPTED, error="interrupted")
     except Exception as exc:
-        outcome = Outcome(ExitStatus.ERROR, error=_unexpected(exc, out.debug))
+        outcome = Outcome(ExitStatus.ERROR, error=unexpected(exc, out.debug))
     try:
         return _emit(command, out, outcome)
     except BaseException as exc:
@@ -153,179 +138,7 @@ def _hidden_owners_warning(privileged: bool) -> str:
     return "some sockets belong to other users and their processes are hidden; run with sudo"
 
 
-# --- typer: one-line errors, help that reads well, completion, the bare command -------------
-
-
-class _Interrupted(Exception):
-    """Ctrl-C outside a command's body, carried past typer (which would exit 130 silently)."""
-
-
-class _StdoutClosed(Exception):
-    """stdout's reader went away, carried past typer (which would exit 1)."""
-
-
-@contextlib.contextmanager
-def _past_typer() -> Iterator[None]:
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        raise _Interrupted from exc
-    except BrokenPipeError as exc:
-        raise _StdoutClosed from exc
-
-
-def _debug_from_env() -> bool:
-    return os.environ.get("PORTINSPECT_DEBUG", "") not in ("", "0")
-
-
-class _OneLineErrors(_typer_lean.LeanParams, TyperGroup):
-    """Every failure outside a command's body (parsing, option callbacks, typer itself) as
-    one line on stderr, and with --json one JSON document on stdout; usage errors exit 2.
-    The command's return value is the exit code. A bare `portinspect` and the completion
-    options are answered here, before typer parses anything."""
-
-    def list_commands(self, ctx: Any) -> list[str]:
-        return sorted(self.commands, key=_order)
-
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        with _past_typer():
-            return super().make_context(*args, **kwargs)
-
-    def invoke(self, ctx: Any) -> Any:
-        with _past_typer():
-            return super().invoke(ctx)
-
-    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
-        given = kwargs.get("args", args[0] if args else None)
-        argv = [str(a) for a in (sys.argv[1:] if given is None else given)]
-        kwargs["standalone_mode"] = False
-        command = next((a for a in argv if a in self.commands), None)
-        try:
-            code = _before_typer(argv, self)
-            if code is None:
-                code = super().main(*args, **kwargs)
-        except _ClickUsageError as exc:
-            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-            code = writer.fail(argv, ExitStatus.USAGE, f"{message} (see --help)", command)
-        except _ClickException as exc:
-            status = getattr(exc, "exit_code", ExitStatus.ERROR)
-            code = writer.fail(argv, status, str(exc), command)
-        except PortInspectError as exc:
-            code = writer.fail(argv, exc.exit_status, str(exc), command)
-        except (_Interrupted, typer.Abort, KeyboardInterrupt, EOFError):
-            code = writer.fail(argv, ExitStatus.INTERRUPTED, "interrupted", command)
-        except _StdoutClosed as exc:
-            raise BrokenPipeError from exc  # for the entry point
-        except Exception as exc:
-            debug = "--debug" in argv or _debug_from_env()
-            code = writer.fail(argv, ExitStatus.ERROR, _unexpected(exc, debug), command)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
-def _order(name: str) -> int:
-    return ORDER.index(name) if name in ORDER else len(ORDER)
-
-
-def _before_typer(argv: Sequence[str], group: Any) -> int | None:
-    """The exit status of what is answered without typer: a bare `portinspect` (the commands,
-    one line each, on a terminal; a usage error in a script) and --show-completion or
-    --install-completion with or without a SHELL after it. None: typer's to parse."""
-    if os.environ.get("_PORTINSPECT_COMPLETE"):  # the shell asks for completions
-        from typer._completion_classes import completion_init
-
-        completion_init()  # typer's completion classes, as its own completion options do
-        return None
-    leading = []
-    for i, arg in enumerate(argv):
-        if arg in ("--show-completion", "--install-completion"):
-            after = argv[i + 1] if i + 1 < len(argv) else None
-            return _completion(arg, after if after and not after.startswith("-") else None)
-        if not arg.startswith("-"):
-            return None
-        leading.append(arg)
-    if any(a not in ("--debug",) for a in leading):
-        return None  # --help, --version, a bad option: typer's
-    if not writer.is_terminal(sys.stdout):
-        message = f"no command given: one of {', '.join(ORDER)} (see --help)"
-        return writer.fail(argv, ExitStatus.USAGE, message)
-    from portinspect.render.usage import overview
-
-    names = sorted(group.commands, key=_order)
-    commands = [(name, group.commands[name].short_help or "") for name in names]
-    writer.write(overview(__version__, commands, writer.screen(sys.stdout)))
-    return ExitStatus.OK
-
-
-def _completion(option: str, shell: str | None) -> int:
-    """--show-completion and --install-completion, for SHELL or the shell we run under.
-    typer's own options take no SHELL and print bash's script under any shell."""
-    # typer's completion machinery (typer >= 0.9 keeps it in _completion_shared).
-    from typer import _completion_shared as completion
-
-    if shell is None:
-        shell = PurePath(os.environ.get("SHELL", "")).name or "bash"
-        with contextlib.suppress(Exception):  # shellingham: the shell we run under
-            shell = completion._get_shell_name() or shell
-    if shell not in SHELLS:
-        raise UsageError(f"no completion for {shell!r}: bash, zsh, fish or powershell")
-    var = "_PORTINSPECT_COMPLETE"
-    if option == "--show-completion":
-        script = completion.get_completion_script(
-            prog_name="portinspect", complete_var=var, shell=shell
-        )
-        writer.write(script)
-        return ExitStatus.OK
-    _, path = completion.install(shell=shell, prog_name="portinspect", complete_var=var)
-    writer.write(f"{shell} completion installed in {path}; it works in new shells")
-    return ExitStatus.OK
-
-
-class _Command(_typer_lean.LeanCommand):
-    """A command whose help names its arguments as users type them: `who [OPTIONS] PORT`,
-    `PORT...`, `[TEST]...`, not typer's `{port}`, `port <str>` or `ports... <list[str]>`."""
-
-    def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        pieces = ["[OPTIONS]"]
-        for param in self.get_params(ctx):
-            if param.param_type_name == "argument":
-                name = _argument_name(param)
-                pieces.append(name if param.required else f"[{name}]")
-        return pieces
-
-    def format_options(self, ctx: Any, formatter: Any) -> None:
-        params = self.get_params(ctx)
-        arguments = [
-            (_argument_name(p), p.help or "")
-            for p in params
-            if p.param_type_name == "argument" and not getattr(p, "hidden", False)
-        ]
-        options = [
-            record
-            for p in params
-            if p.param_type_name == "option" and (record := p.get_help_record(ctx)) is not None
-        ]
-        for title, rows in (("Arguments", arguments), ("Options", options)):
-            if rows:
-                with formatter.section(title):
-                    formatter.write_dl(rows)
-
-
-def _argument_name(param: Any) -> str:
-    name = str(param.metavar or param.name.upper())
-    return f"{name}..." if param.nargs == -1 else name
-
-
-_SETTINGS: dict[str, Any] = {
-    "cls": _OneLineErrors,
-    "name": "portinspect",
-    "help": "What is on a port, and how do I get it back? List, diagnose, free, kill, wait, "
-    "run, audit.",
-    "add_completion": False,
-    "rich_markup_mode": None,
-    "pretty_exceptions_enable": False,
-    "context_settings": {"help_option_names": ["-h", "--help"]},
-}
-app = typer.Typer(**_SETTINGS)
+app = typer.Typer(**settings())
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")]
@@ -336,7 +149,7 @@ NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colours (also N
 
 
 def _output(ctx: typer.Context, as_json: bool, quiet: bool, wide: bool, no_color: bool) -> Output:
-    globals_ = ctx.obj if isinstance(ctx.obj, Globals) else Globals(_debug_from_env())
+    globals_ = ctx.obj if isinstance(ctx.obj, Globals) else Globals(debug_from_env())
     return Output(as_json, quiet, globals_.debug, wide, no_color)
 
 
@@ -378,8 +191,8 @@ def _global(
     # here for --help, and as a fallback that detects the shell.
     if install_completion or show_completion:
         option = "--install-completion" if install_completion else "--show-completion"
-        raise typer.Exit(_completion(option, None))
-    ctx.obj = Globals(debug=debug or _debug_from_env())
+        raise typer.Exit(completion(option, None))
+    ctx.obj = Globals(debug=debug or debug_from_env())
     from portinspect.scanner import check_backend
 
     check_backend()
@@ -389,7 +202,7 @@ def _global(
 
 
 @app.command(
-    "list", cls=_Command, short_help="every listening socket: port, address, owner, program"
+    "list", cls=Command, short_help="every listening socket: port, address, owner, program"
 )
 def list_command(
     ctx: typer.Context,
@@ -440,7 +253,7 @@ def list_command(
     return _run("list", out, body)
 
 
-@app.command("who", cls=_Command, short_help="who holds PORT, the app behind it, how to stop it")
+@app.command("who", cls=Command, short_help="who holds PORT, the app behind it, how to stop it")
 def who_command(
     ctx: typer.Context,
     port: Annotated[str, typer.Argument(metavar="PORT", help="The port to diagnose.")],
@@ -477,7 +290,7 @@ def who_command(
 _WAIT_COMMAND = "portinspect.wait.command"
 
 
-class _WaitCommand(_Command):
+class _WaitCommand(Command):
     """`wait TARGET... [-- COMMAND...]`: what follows the first `--` is the command to run;
     click would take it for more targets."""
 
@@ -625,7 +438,7 @@ def _run_command(argv: list[str]) -> int:
 
 
 @app.command(
-    "free", cls=_Command, short_help="the nearest free port(s), leased for parallel callers"
+    "free", cls=Command, short_help="the nearest free port(s), leased for parallel callers"
 )
 def free_command(
     ctx: typer.Context,
@@ -710,7 +523,7 @@ def free_command(
 
 
 @app.command(
-    "audit", cls=_Command, short_help="what others can reach here, how bad, how to close it"
+    "audit", cls=Command, short_help="what others can reach here, how bad, how to close it"
 )
 def audit_command(
     ctx: typer.Context,
@@ -766,7 +579,7 @@ def audit_command(
     return _run("audit", out, body)
 
 
-@app.command("kill", cls=_Command, short_help="free PORT: stop its app, top first, and verify")
+@app.command("kill", cls=Command, short_help="free PORT: stop its app, top first, and verify")
 def kill_command(
     ctx: typer.Context,
     ports: Annotated[
@@ -908,7 +721,7 @@ def _asker(out: Output, how: str) -> "Callable[[KillPlan], bool]":
 
 @app.command(
     "run",
-    cls=_Command,
+    cls=Command,
     short_help="servers on free ports around your tests, torn down, verified",
     # Everything after the first word of the test command is the test command's: `run
     # --server X pytest -x` passes -x to pytest (as does `-- pytest -x`).
@@ -1016,7 +829,7 @@ def _app_for(args: Sequence[str]) -> typer.Typer:
     wanted = [info for info in app.registered_commands if info.name == name]
     if not wanted:
         return app
-    lean = typer.Typer(**_SETTINGS)
+    lean = typer.Typer(**settings())
     lean.registered_callback = app.registered_callback
     lean.registered_commands = wanted
     return lean

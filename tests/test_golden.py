@@ -339,7 +339,8 @@ PY_ = "/venv/bin/python3"
 def test_bare_command() -> None:
     from typer.main import get_command
 
-    from portinspect.cli import ORDER, app
+    from portinspect._typer_app import ORDER
+    from portinspect.cli import app
 
     group = get_command(app)
     commands = [(name, group.commands[name].short_help or "") for name in ORDER]  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from portinspect import freeport, scan
-from portinspect.cli import ORDER
+from portinspect._typer_app import ORDER
 
 from .support import SCRIPT, run_cli, wait_until
 from .terminal import ANSI, on_terminal, too_wide
