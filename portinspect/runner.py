@@ -19,7 +19,7 @@ with "Address already in use"; waiting on `localhost` finds ::1 while the server
   SIGKILL; then the socket table must show no listener on any of the ports.
 
 Nothing here prints: progress goes to the caller's callbacks, results come back as the
-frozen dataclasses of models.py.
+frozen dataclasses of models/.
 """
 
 from __future__ import annotations

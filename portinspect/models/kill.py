@@ -95,7 +95,7 @@ class ContainerHint:
 
 
 class ReasonKind(str, Enum):
-    """Why a port is not (or not only) freed; render.py words each one."""
+    """Why a port is not (or not only) freed; render/kill.py words each one."""
 
     NOT_LISTENING = "not-listening"
     LINEAGE = "lineage"  # the process is portinspect or one of its ancestors
@@ -114,7 +114,7 @@ class ReasonKind(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One fact behind a plan or an outcome, as data: render.py turns it into words."""
+    """One fact behind a plan or an outcome, as data: render/kill.py turns it into words."""
 
     kind: ReasonKind
     process: ProcessInfo | None = None
