@@ -8,19 +8,24 @@ five shared with a pre-fork child), so no load has to run. Timed, each the media
 Listener.to_dict() for every listener, the envelope (one line per listener), and the write to
 /dev/null through the CLI's writer. With --baseline DIR (an older tree) the same steps run in a
 child that imports DIR's portinspect, so the two are compared on the same machine, one after
-the other.
+the other. It prints a table and writes it between <!-- json:start --> and <!-- json:end -->
+in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+START, END = "<!-- json:start -->", "<!-- json:end -->"
 
 CHILD = """
 import json, os, statistics, sys, time
@@ -86,23 +91,58 @@ def run(tree: Path, listeners: int, rounds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--listeners", type=int, default=1100)
-    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per child")
+    parser.add_argument("--children", type=int, default=7, help="children per tree, in turn")
     parser.add_argument("--baseline", type=Path, help="an older tree to compare against")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     trees = {"this tree": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
     load = os.getloadavg()[0]
-    results = {name: run(tree, args.listeners, args.rounds) for name, tree in trees.items()}
-    print(
-        f"list --json's document, {args.listeners} listeners, median of {args.rounds} rounds, "
-        f"ms (load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)\n"
-    )
-    print("| tree | bytes | to_dict | envelope | write | total |")
-    print("|---|---|---|---|---|---|")
+    # The trees in turn, a child each (A B A B ...), so a load that drifts hits both alike;
+    # each child's medians, then the median over children, and the ratio pair by pair.
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    for _ in range(args.children):
+        for name, tree in trees.items():
+            runs[name].append(run(tree, args.listeners, args.rounds))
+    results = {
+        name: {key: statistics.median(r[key] for r in found) for key in found[0]}
+        for name, found in runs.items()
+    }
+    lines = [
+        "## list --json: the document, from listeners to stdout",
+        "",
+        f"`benchmarks/bench_json.py`, {datetime.date.today()}: {args.listeners} listeners shaped "
+        f"like the M load's, in-process, median ms over {args.children} children of "
+        f"{args.rounds} rounds each, the trees in turn (load average "
+        f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).",
+        "",
+        "| tree | bytes | to_dict | envelope | write | total |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
-        print(
+        lines.append(
             f"| {name} | {r['bytes']:.0f} | {r['to_dict']:.2f} | {r['envelope']:.2f} | "
             f"{r['write']:.2f} | **{r['total']:.2f}** |"
         )
+    if "baseline" in runs:
+        pairs = zip(runs["this tree"], runs["baseline"], strict=True)
+        ratio = statistics.median(ours["total"] / base["total"] for ours, base in pairs)
+        lines += ["", f"This tree / the baseline, child by child (median): **{ratio:.2f}x**."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        write(text)
+
+
+def write(text: str) -> None:
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    block = f"{START}\n{text}{END}"
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        new = head + block + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    RESULTS.write_text(new)
 
 
 if __name__ == "__main__":

@@ -153,6 +153,8 @@ def unwritten(status: int, exc: OSError) -> int:
 
 
 def _printable(text: str) -> str:
+    if text.isascii() and text.isprintable():  # most messages: nothing to escape, no import
+        return text
     try:
         from portinspect.render.common import clean
     except Exception:  # a broken install: what failed may be render itself
