@@ -139,6 +139,22 @@ PROCESSES = {
         # gunicorn -w 4: a master and four identical workers sharing its socket.
         proc(4400, 4000, "gunicorn: master [shop:app]"),
         *(proc(4401 + i, 4400, "gunicorn: worker [shop:app]") for i in range(4)),
+        # A Jupyter server and its kernel, which listens on ports of its own.
+        proc(4700, 4000, f"{V}/python", f"{V}/jupyter-server", "--port", "8888", "--no-browser"),
+        proc(
+            4701,
+            4700,
+            f"{V}/python",
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "/srv/app/.local/share/jupyter/runtime/kernel-1a2b.json",
+            env={"JPY_PARENT_PID": "4700"},
+        ),
+        # npm runs vite through `sh -c`: npm is the app's top, node holds the socket.
+        proc(4600, 4000, "npm run dev"),
+        proc(4601, 4600, "sh", "-c", "vite --port 5173"),
+        proc(4602, 4601, "node", "/srv/app/node_modules/.bin/vite", "--port", "5173"),
         # Django's autoreloader: only its child holds the socket.
         proc(4500, 4000, f"{V}/python", "manage.py", "runserver", "0.0.0.0:8001"),
         proc(
@@ -158,6 +174,12 @@ SOCKETS = (
     Socket(Proto.TCP, Family.IPV6, "::1", 8000, uid=1000, pids=(4301,)),
     Socket(Proto.TCP, Family.IPV4, "127.0.0.1", 8002, uid=1000, pids=(4242, 4244)),
     Socket(Proto.TCP, Family.IPV4, "127.0.0.1", 8003, uid=1000, pids=(4400, *range(4401, 4405))),
+    Socket(Proto.TCP, Family.IPV4, "127.0.0.1", 8888, uid=1000, pids=(4700,)),
+    *(
+        Socket(Proto.TCP, Family.IPV4, "127.0.0.1", p, uid=1000, pids=(4701,))
+        for p in (41003, 41007)
+    ),
+    Socket(Proto.TCP, Family.IPV4, "127.0.0.1", 5173, uid=1000, pids=(4602,)),
     Socket(Proto.UDP, Family.IPV4, "0.0.0.0", 5353, uid=0, pids=()),
     Socket(Proto.TCP, Family.IPV4, "127.0.0.1", 5432, uid=0, pids=()),
 )
@@ -208,6 +230,8 @@ def test_who() -> None:
             "gunicorn -w 4": lambda s: render.who_report(view(8003), NOW, s),
             "django, exposed": lambda s: render.who_report(view(8001), NOW, s),
             "another user's": lambda s: render.who_report(view(5432), NOW, s),
+            "a Jupyter kernel's port": lambda s: render.who_report(view(41003), NOW, s),
+            "vite under npm": lambda s: render.who_report(view(5173), NOW, s),
             "free, but a bind fails": lambda s: render.free_report(free, s),
             "free and clear": lambda s: render.free_report(PortState(8011), s),
         },
