@@ -90,7 +90,8 @@ class OneLineErrors(_typer_lean.LeanParams, TyperGroup):
         kwargs["standalone_mode"] = False
         command = next((a for a in argv if a in self.commands), None)
         try:
-            code = _before_typer(argv, self)
+            with _past_typer():
+                code = _before_typer(argv, self)
             if code is None:
                 code = super().main(*args, **kwargs)
         except _ClickUsageError as exc:
@@ -141,7 +142,18 @@ def _before_typer(argv: Sequence[str], group: Any) -> int | None:
 
     names = sorted(group.commands, key=_order)
     commands = [(name, group.commands[name].short_help or "") for name in names]
-    writer.write(overview(__version__, commands, writer.screen(sys.stdout)))
+    return _print(overview(__version__, commands, writer.screen(sys.stdout)))
+
+
+def _print(text: str) -> int:
+    """text on stdout: exit 0, or 1 when stdout cannot take it (closed, full); a reader that
+    went away (EPIPE) ends the process as SIGPIPE would, through the entry point."""
+    try:
+        writer.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        return writer.unwritten(ExitStatus.OK, exc)
     return ExitStatus.OK
 
 
@@ -149,29 +161,26 @@ def completion(option: str, shell: str | None) -> int:
     """--show-completion and --install-completion, for SHELL or the shell we run under.
     typer's own options take no SHELL and print bash's script under any shell."""
     # typer's completion machinery (typer >= 0.9 keeps it in _completion_shared).
-    from typer import _completion_shared as completion
+    from typer import _completion_shared as shared
 
     if shell is None:
         shell = PurePath(os.environ.get("SHELL", "")).name or "bash"
         with contextlib.suppress(Exception):  # shellingham: the shell we run under
-            shell = completion._get_shell_name() or shell
+            shell = shared._get_shell_name() or shell
     if shell not in SHELLS:
         raise UsageError(f"no completion for {shell!r}: bash, zsh, fish or powershell")
     var = "_PORTINSPECT_COMPLETE"
     if option == "--show-completion":
-        script = completion.get_completion_script(
-            prog_name="portinspect", complete_var=var, shell=shell
+        return _print(
+            shared.get_completion_script(prog_name="portinspect", complete_var=var, shell=shell)
         )
-        writer.write(script)
-        return ExitStatus.OK
-    _, path = completion.install(shell=shell, prog_name="portinspect", complete_var=var)
-    writer.write(f"{shell} completion installed in {path}; it works in new shells")
-    return ExitStatus.OK
+    _, path = shared.install(shell=shell, prog_name="portinspect", complete_var=var)
+    return _print(f"{shell} completion installed in {path}; it works in new shells")
 
 
 class Command(_typer_lean.LeanCommand):
     """A command whose help names its arguments as users type them: `who [OPTIONS] PORT`,
-    `PORT...`, `[TEST]...`, not typer's `{port}`, `port <str>` or `ports... <list[str]>`."""
+    `PORT...`, `[TEST...]`, not typer's `{port}`, `port <str>` or `ports... <list[str]>`."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = ["[OPTIONS]"]
