@@ -13,13 +13,15 @@ __version__ = "0.1.0"
 
 # The public API is imported on first use (PEP 562): each command of the CLI, and
 # `import portinspect._linux`, load only the modules they need. Importing all of it up
-# front costs psutil, the classifier and the killer to `free` and `list` alike.
+# front costs psutil, the classifier and kill to `free` and `list` alike.
 _EXPORTS = {
     "scan": "api",
     "run_audit": "api",
-    "AuditReport": "api",
+    "AuditReport": "audit",
     "find_free_ports": "freeport",
-    "kill_port": "killer",
+    "reserve": "freeport",
+    "Reservation": "freeport",
+    "kill_port": "kill",
     "WaitResult": "models",
     "wait_for": "waiter",
     "run": "runner",
@@ -54,7 +56,8 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from portinspect.api import AuditReport, run_audit, scan
+    from portinspect.api import run_audit, scan
+    from portinspect.audit import AuditReport
     from portinspect.errors import (
         ExitStatus,
         LeftBehindError,
@@ -68,8 +71,8 @@ if TYPE_CHECKING:
         UsageError,
         WaitTimeoutError,
     )
-    from portinspect.freeport import find_free_ports
-    from portinspect.killer import kill_port
+    from portinspect.freeport import Reservation, find_free_ports, reserve
+    from portinspect.kill import kill_port
     from portinspect.models import (
         Family,
         Holder,
@@ -123,6 +126,7 @@ __all__ = [
     "PortRange",
     "ProcessInfo",
     "Proto",
+    "Reservation",
     "RunResult",
     "Server",
     "ServerExitedError",
@@ -139,6 +143,7 @@ __all__ = [
     "__version__",
     "find_free_ports",
     "kill_port",
+    "reserve",
     "run",
     "run_audit",
     "scan",

@@ -110,29 +110,21 @@ def _main(argv: Sequence[str] | None) -> NoReturn:
 
             traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
-        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
         _fail(args, 1, f"unexpected error: {message}")  # errors.ExitStatus.ERROR
 
 
 def _fail(args: Sequence[str], code: int, message: str) -> NoReturn:
-    # AttributeError: a stream closed before we started is None.
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        sys.stderr.write(f"portinspect: {message}\n")
-    if "--json" in args:
-        # render.envelope's document, written by hand: render may be what failed to import.
-        import json
-
-        doc: dict[str, object] = {
-            "schema": 1,
-            "command": None,
-            "ok": False,
-            "exit_code": code,
-            "error": {"message": message},
-            "warnings": [],
-        }
+    """One line on stderr and, with --json, the error document: through _output, the
+    CLI's own writer, unless that is what failed to import (a broken install)."""
+    try:
+        from portinspect import _output
+    except Exception:
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        # AttributeError: a stream closed before we started is None.
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-            sys.stdout.flush()
+            sys.stderr.write(f"portinspect: {text}\n")
+        sys.exit(code)
+    _output.fail(args, code, message)
     sys.exit(code)
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from portinspect import appsource, classifier, scanner
+from portinspect import scanner
 from portinspect.inputs import check_ports, check_proto
-from portinspect.models import InterfaceAddress, Listener, ProcessInfo, Proto
+from portinspect.models import Listener, ProcessInfo, Proto, Snapshot
 
 if TYPE_CHECKING:
-    from portinspect.audit import Finding
+    from portinspect.audit import AuditReport
+    from portinspect.models.app import PortState, PortView, WhoReport
     from portinspect.tunnels import Tunnel
 
 
@@ -21,6 +22,27 @@ class ScanResult:
     # Some owner could not be seen: not root, /proc hidepid, or macOS without root
     # (where other users' sockets cannot even be listed).
     owners_hidden: bool
+    # We see every process (root): hidden owners are the kernel's or another namespace's.
+    privileged: bool = False
+
+    def exposed(self) -> ScanResult:
+        """Only the listeners reachable beyond loopback (`list --exposed`)."""
+        return replace(self, listeners=[li for li in self.listeners if li.exposed])
+
+    def to_dict(self, risks: Mapping[tuple[str, int], str] | None = None) -> dict[str, Any]:
+        """`list --json`: every listener; with risks (`--risk`), each one's audit level."""
+        rows = [li.to_dict() for li in self.listeners]
+        if risks is not None:
+            rows = [{**row, "risk": risks.get((row["proto"], row["port"]))} for row in rows]
+        return {"listeners": rows}
+
+
+def risk_levels(result: ScanResult) -> dict[tuple[str, int], str]:
+    """(proto, port) -> the audit's worst level there (`list --risk`), from the same scan."""
+    from portinspect import audit
+
+    report = run_audit(include_loopback=True, scanned=result)
+    return {key: level.value for key, level in audit.worst_by_port(report.findings).items()}
 
 
 def scan_result(
@@ -30,11 +52,13 @@ def scan_result(
     backend: str | None = None,
 ) -> ScanResult:
     """scan(), and whether some owners were hidden from us."""
+    from portinspect import appsource, classifier  # only the commands that list need them
+
     snapshot = scanner.collect(check_ports(ports), check_proto(proto), backend=backend)
     # One deadline for every app module the recognition step reads (appsource.py).
     with appsource.SourceReader() as read_source:
         listeners = classifier.classify(snapshot, read_source)
-    return ScanResult(listeners, snapshot.owners_hidden)
+    return ScanResult(listeners, snapshot.owners_hidden, snapshot.privileged)
 
 
 def scan(
@@ -57,21 +81,95 @@ def scan(
     return scan_result(ports, proto, backend=backend).listeners
 
 
-def app_trees(listeners: Iterable[Listener]) -> dict[int, dict[int, ProcessInfo]]:
-    """For each app root among the listeners, the root and all its descendants."""
-    roots = {li.app_pid for li in listeners if li.app_pid is not None}
-    return {root: scanner.process_tree(root) for root in sorted(roots)}
+def hidden_proxies(view: PortView) -> tuple[ProcessInfo, ...]:
+    """docker-proxy processes publishing the port, found by command line.
+
+    Without root the socket's owner is hidden, but /proc/<pid>/cmdline stays readable,
+    and docker-proxy names the port it publishes (-host-port N).
+    """
+    if not any(li.owner_hidden for li in view.listeners):
+        return ()
+    return scanner.container_proxies(view.port)
 
 
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    """What `audit` found: every way in, worst first, and the facts it was judged from."""
+def port_view(
+    port: int, protos: frozenset[Proto] | None = None, *, backend: str | None = None
+) -> PortView:
+    """The sockets on `port` and the apps behind them, with every process that may belong.
 
-    findings: list[Finding]
-    interfaces: list[InterfaceAddress]
-    tunnels: list[Tunnel]
-    owners_hidden: bool
-    probed: bool  # --probe ran: each probe-able finding got at most one loopback request
+    Every process's fds are walked (so a holder is never missed, even one a socket was
+    passed to), and the subtrees the app model may take in are read: below each holder's
+    topmost ancestor that could still be part of its app.
+    """
+    from portinspect import apptree, classifier
+    from portinspect.models.app import PortView
+
+    snapshot = scanner.collect([port], protos or frozenset(Proto), backend=backend, complete=True)
+    roots = _subtree_roots(snapshot)
+    snapshot = scanner.with_subtrees(snapshot, roots, backend=backend)
+    model = apptree.AppModel(snapshot, scanner.read_source)
+    listeners = classifier.classify(snapshot, model=model)
+    apps = model.apps(snapshot.sockets, trees=True)
+    return PortView(port, snapshot, tuple(listeners), apps)
+
+
+def port_state(port: int, *, backend: str | None = None) -> PortState:
+    """What may make a bind on `port` fail though nothing listens there: sockets bound to it
+    without listening, TIME_WAIT and other connections using it as their local port, and
+    the binds a server would make, tried the way `free` tries them (closed at once)."""
+    from portinspect import freeport
+    from portinspect.models.app import PortState
+
+    states = scanner.local_port_states(port, backend=backend)
+    sockets: dict[str, int] = {}
+    for state, count in states.items():
+        # A socket bound and not listening reports CLOSE (or BOUND_INACTIVE from 6.18 on).
+        name = "bound" if state in ("close", "bound-inactive") else state
+        sockets[name] = sockets.get(name, 0) + count
+    uid = scanner.taken_ports({Proto.TCP}, backend=backend)[1].get(port)
+    failure = freeport.Prober({Proto.TCP}).failure(port)
+    bind_error = None
+    if failure is not None:
+        proto, host, code = failure
+        bind_error = (host, proto.value, freeport.errno_text(code))
+    low, high = scanner.ephemeral_range()
+    user = None if uid is None else scanner.user_name(uid)
+    return PortState(port, sockets, user, bind_error, ephemeral=low <= port <= high)
+
+
+def who(port: int, *, backend: str | None = None) -> WhoReport:
+    """`who PORT`: the port's view with the audit's verdict for it (loopback included), or,
+    when nothing listens there, its state."""
+    from portinspect.models.app import WhoReport
+
+    view = port_view(port, backend=backend)
+    if not view.listeners:
+        return WhoReport(port, view, [], port_state(port, backend=backend))
+    snapshot = view.snapshot
+    scanned = ScanResult(list(view.listeners), snapshot.owners_hidden, snapshot.privileged)
+    findings = run_audit(port, include_loopback=True, scanned=scanned, backend=backend).findings
+    return WhoReport(port, view, findings)
+
+
+def _subtree_roots(snapshot: Snapshot) -> set[int]:
+    """For each holder, its highest ancestor that the app model could still take in."""
+    from portinspect import apptree
+
+    roots: set[int] = set()
+    processes = snapshot.processes
+    for pid in {p for s in snapshot.sockets for p in s.pids if p in processes}:
+        top, seen = pid, {pid}
+        parent = processes.get(processes[pid].ppid or 0)
+        while (
+            parent is not None
+            and parent.pid not in seen
+            and apptree.outside(parent, snapshot.self_lineage) is None
+        ):
+            seen.add(parent.pid)
+            top = parent.pid
+            parent = processes.get(parent.ppid or 0)
+        roots.add(top)
+    return roots
 
 
 def run_audit(
@@ -104,7 +202,7 @@ def run_audit(
         interfaces,
         tunnels,
         sources,
-        root=scanner.privileged(),
+        root=result.privileged,
         v6only=_v6only(listeners, backend),
     )
     findings = audit.assess(facts, include_loopback=include_loopback)
@@ -115,7 +213,9 @@ def run_audit(
 
         results = {request: http_get(request) for request in audit.probes(findings)}
         findings = audit.apply_probes(findings, results)
-    return AuditReport(findings, interfaces, tunnels, result.owners_hidden, probe)
+    return audit.AuditReport(
+        findings, interfaces, tunnels, result.owners_hidden, probe, result.privileged
+    )
 
 
 def _tunnels(backend: str | None) -> list[Tunnel]:
@@ -123,7 +223,7 @@ def _tunnels(backend: str | None) -> list[Tunnel]:
     import os
 
     from portinspect import tunnels
-    from portinspect.frameworks import parse_command
+    from portinspect.cmdline import parse_command
 
     found = [
         tunnel

@@ -75,8 +75,10 @@ def _open_regular(path: str) -> int | None:
         try:
             if not stat.S_ISREG(os.fstat(handle).st_mode):
                 return None
+            from portinspect import _linux  # O_PATH is Linux's: so is the way to reopen it
+
             with contextlib.suppress(FileNotFoundError):  # no /proc here: the portable way
-                return os.open(f"/proc/self/fd/{handle}", _READ_FLAGS)
+                return _linux.reopen(handle, _READ_FLAGS)
         finally:
             os.close(handle)
     seen = os.lstat(path)

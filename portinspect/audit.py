@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from portinspect import frameworks
+from portinspect import managers
 from portinspect.dangers import (
     BY_KEY,
     DANGERS,
@@ -34,6 +34,7 @@ from portinspect.tunnels import PUBLIC, Target, Tunnel
 
 __all__ = [
     "LEVELS",
+    "AuditReport",
     "Facts",
     "Finding",
     "Level",
@@ -175,9 +176,9 @@ class Facts:
     v6only: Mapping[tuple[Proto, int], bool] = field(default_factory=dict)
 
 
-def _container(s: Subject) -> tuple[frameworks.ContainerProxy, ProcessInfo] | None:
+def _container(s: Subject) -> tuple[managers.ContainerProxy, ProcessInfo] | None:
     for proc in s.processes:
-        proxy = frameworks.container_proxy(proc)
+        proxy = managers.container_proxy(proc)
         if proxy is not None:
             return proxy, proc
     return None
@@ -616,3 +617,26 @@ def worst_by_port(findings: Iterable[Finding]) -> dict[tuple[str, int], Level]:
         if key not in worst or f.level.rank > worst[key].rank:
             worst[key] = f.level
     return worst
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What `audit` found: every way in, worst first, and the facts it was judged from."""
+
+    findings: list[Finding]
+    interfaces: list[InterfaceAddress]
+    tunnels: list[Tunnel]
+    owners_hidden: bool
+    probed: bool  # --probe ran: each probe-able finding got at most one loopback request
+    privileged: bool = False  # root: hidden owners are the kernel's or another namespace's
+
+    def to_dict(self, fail_on: Level) -> dict[str, Any]:
+        """`audit --json`: the findings, worst first, and what they were judged from."""
+        return {
+            "findings": [f.to_dict() for f in self.findings],
+            "fail_on": fail_on.value,
+            "counts": counts(self.findings),
+            "probed": self.probed,
+            "interfaces": [a.to_dict() for a in self.interfaces],
+            "tunnels": [t.to_dict() for t in self.tunnels],
+        }

@@ -1,24 +1,20 @@
 """Snapshot -> Listeners: IANA range, ephemeral range, service name, exposure, app.
 
-Pure, apart from reading the OS's ephemeral range and the bundled service table once;
-framework recognition is delegated to frameworks.py.
+Pure: the OS's ephemeral range comes with the snapshot, the service names from bundled data;
+the app behind each socket is apptree's.
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 
+from portinspect.appspec import SourceReader
+from portinspect.apptree import AppModel, roles_of
 from portinspect.data import read_text
-from portinspect.frameworks import AppIdentity, SourceReader, identify_app
-from portinspect.models import Holder, Listener, PortRange, ProcessInfo, Proto, Snapshot, Socket
-
-# IANA's suggested dynamic range (RFC 6335), also Windows' default since Vista and
-# macOS's default. Used when the OS will not tell us its own.
-FALLBACK_EPHEMERAL = (49152, 65535)
-LINUX_EPHEMERAL_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+from portinspect.models import App, Holder, Listener, PortRange, Proto, Role, Snapshot, Socket
 
 
 def port_range(port: int) -> PortRange:
@@ -29,59 +25,8 @@ def port_range(port: int) -> PortRange:
     return PortRange.DYNAMIC
 
 
-def _parse_range_pair(text: str) -> tuple[int, int] | None:
-    fields = text.split()
-    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
-        return None
-    low, high = int(fields[0]), int(fields[1])
-    if not 1 <= low <= high <= 65535:
-        return None
-    return low, high
-
-
-def _linux_ephemeral() -> tuple[int, int] | None:
-    try:
-        with open(LINUX_EPHEMERAL_FILE, encoding="ascii") as f:
-            return _parse_range_pair(f.read())
-    except (OSError, ValueError):
-        return None
-
-
-def _bsd_ephemeral() -> tuple[int, int] | None:
-    # Fixed argv, no user input; sysctl is the only portable way to read these on macOS/BSD.
-    import subprocess  # here: 4 ms of imports that Linux never needs
-
-    try:
-        out = subprocess.run(
-            ["sysctl", "-n", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last"],
-            capture_output=True,
-            text=True,
-            timeout=2,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return _parse_range_pair(out)
-
-
-@functools.cache
-def ephemeral_range() -> tuple[int, int]:
-    """The OS's range for outgoing connections' local ports.
-
-    Linux reads ip_local_port_range (default 32768-60999), macOS/BSD ask sysctl;
-    Windows and anything unreadable fall back to 49152-65535 (IANA's dynamic range,
-    Windows' documented default).
-    """
-    found: tuple[int, int] | None = None
-    if sys.platform.startswith("linux"):
-        found = _linux_ephemeral()
-    elif sys.platform == "darwin" or "bsd" in sys.platform:
-        found = _bsd_ephemeral()
-    return found or FALLBACK_EPHEMERAL
-
-
-def is_ephemeral(port: int, bounds: tuple[int, int] | None = None) -> bool:
-    low, high = bounds or ephemeral_range()
+def is_ephemeral(port: int, bounds: tuple[int, int]) -> bool:
+    low, high = bounds
     return low <= port <= high
 
 
@@ -121,72 +66,79 @@ def is_exposed(address: str) -> bool:
     return not ip.is_loopback
 
 
-def _holder_order(pids: tuple[int, ...], processes: Mapping[int, ProcessInfo]) -> list[int]:
-    """Holders top of the tree first: the master before its workers, then by pid."""
-    held = set(pids)
+@dataclass(frozen=True, slots=True)
+class _Owners:
+    """What every socket held by the same processes shares: holders in order, roles, app."""
 
-    def depth(pid: int) -> int:
-        n, seen = 0, {pid}
-        parent = processes[pid].ppid if pid in processes else None
-        while parent is not None and parent in processes and parent not in seen:
-            n += parent in held
-            seen.add(parent)
-            parent = processes[parent].ppid
-        return n
+    holders: tuple[Holder, ...]
+    roles: Mapping[int, Role]
+    main: App | None
 
-    return sorted(pids, key=lambda p: (depth(p), p))
+
+def _owners(sock: Socket, model: AppModel) -> _Owners:
+    processes = model.processes
+    apps = model.apps([sock])
+    roles = roles_of(apps)
+    order = [m.process.pid for app in apps for m in app.members if m.holds]
+    seen = set(order)
+    order += sorted(p for p in sock.pids if p in processes and p not in seen)
+    holders = tuple(Holder(processes[pid], roles.get(pid)) for pid in order)
+    return _Owners(holders, roles, apps[0] if apps else None)
 
 
 def classify_socket(
     sock: Socket,
-    snapshot: Snapshot,
-    read_source: SourceReader | None = None,
-    ephemeral_bounds: tuple[int, int] | None = None,
-    apps: dict[tuple[int, ...], AppIdentity] | None = None,
+    model: AppModel,
+    owners: dict[tuple[int, ...], _Owners] | None = None,
 ) -> Listener:
-    """apps: identify_app's answers by holders, shared by the sockets of one classify()."""
-    processes = snapshot.processes
-    order = tuple(_holder_order(sock.pids, processes))
-    app = None
-    if order:
-        app = apps.get(order) if apps is not None else None
-        if app is None:
-            app = identify_app(order, processes, snapshot.self_lineage, read_source)
-            if apps is not None:
-                apps[order] = app
-    roles = app.roles if app else {}
-    holders = tuple(Holder(processes[pid], roles.get(pid)) for pid in order)
+    """One socket with its holders (the main app's top first), range, service and exposure.
+
+    owners: what was worked out for earlier sockets held by the same processes (a server with
+    5000 sockets is one app: the holders and roles are built once, not per socket).
+    """
+    found = owners.get(sock.pids) if owners is not None else None
+    if found is None:
+        found = _owners(sock, model)
+        if owners is not None:
+            owners[sock.pids] = found
+    holders, main = found.holders, found.main
     user = holders[0].process.user if holders else None
     if user is None and sock.uid is not None:
-        user = snapshot.user_names.get(sock.uid)
+        user = model.snapshot.user_names.get(sock.uid)
     return Listener(
         proto=sock.proto,
         family=sock.family,
         address=sock.address,
         port=sock.port,
         range=port_range(sock.port),
-        ephemeral=is_ephemeral(sock.port, ephemeral_bounds),
+        ephemeral=is_ephemeral(sock.port, model.snapshot.ephemeral),
         service=service_name(sock.port, sock.proto),
         exposed=is_exposed(sock.address),
         holders=holders,
         uid=sock.uid,
         user=user,
         inode=sock.inode,
-        framework=app.framework if app else None,
-        server=app.server if app else None,
-        app_pid=app.app_pid if app else None,
-        roles=roles,
+        framework=main.framework if main else None,
+        server=main.server if main else None,
+        app_pid=main.top if main else None,
+        roles=found.roles,
     )
 
 
-def classify(snapshot: Snapshot, read_source: SourceReader | None = None) -> list[Listener]:
+def classify(
+    snapshot: Snapshot,
+    read_source: SourceReader | None = None,
+    *,
+    model: AppModel | None = None,
+) -> list[Listener]:
     """Every socket of the snapshot as a Listener, in the snapshot's order.
 
     The app behind a socket is worked out once per set of holders and each app module is read
     once: a server with 5000 sockets is one app, and per socket this took 0.6 ms (3 s at 5000
     listeners, benchmarks/RESULTS.md).
     """
-    bounds = ephemeral_range()
-    reader = functools.cache(read_source) if read_source is not None else None
-    apps: dict[tuple[int, ...], AppIdentity] = {}
-    return [classify_socket(s, snapshot, reader, bounds, apps) for s in snapshot.sockets]
+    if model is None:
+        reader = functools.cache(read_source) if read_source is not None else None
+        model = AppModel(snapshot, reader)
+    owners: dict[tuple[int, ...], _Owners] = {}
+    return [classify_socket(s, model, owners) for s in snapshot.sockets]

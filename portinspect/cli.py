@@ -1,179 +1,108 @@
-"""The command line: parse -> call the library -> render -> exit code. The only module that prints.
+"""The command line: parse -> call the library -> render -> exit code. The only module that
+prints, through _output.py (`writer`: the one writer it shares with the console-script boundary).
 
-Every command goes through `_run`, which owns the contract shared by all of them:
-with --json exactly one JSON document on stdout (also on failure), warnings and
-errors on stderr, one line per error, and the exit codes of errors.ExitStatus.
+Each command is a body that returns an Outcome; `_run` owns the contract they share: with
+--json exactly one JSON document on stdout (also on failure), warnings and errors on stderr,
+one line per error, the exit codes of errors.ExitStatus; on a terminal, text fitted to its
+width and coloured (unless --wide, --no-color, NO_COLOR). No state lives in this module: the
+global options travel in typer's context object.
+
+Start-up is part of the interface (benchmarks/bench_startup.py): nothing is imported here
+that every command does not need, and main() builds only the command it runs.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typer reads every parameter's annotation
+# through typing.get_type_hints, which takes evaluated annotations as they are and evals each
+# string one (PEP 563), a compile per parameter (benchmarks/RESULTS.md, start-up).
 import contextlib
-import errno
-import functools
 import os
-import re
 import sys
-import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn
 
 import typer
-from typer.core import TyperGroup
 
-from portinspect import __version__, _interrupts, _typer_lean, api, render, waiter
-from portinspect.errors import (
-    ExitStatus,
-    NotListeningError,
-    PermissionDeniedError,
-    PortInspectError,
-    WaitTimeoutError,
+from portinspect import __version__, _interrupts
+from portinspect import _output as writer
+from portinspect._typer_app import (
+    Command,
+    completion,
+    debug_from_env,
+    settings,
+    unexpected,
 )
-from portinspect.inputs import (
-    parse_port,
-    parse_port_spec,
-    parse_seconds,
-    parse_targets,
-)
-from portinspect.models import TargetReport
-from portinspect.waiter import DEFAULT_INTERVAL, DEFAULT_TIMEOUT, MIN_INTERVAL
+from portinspect._typer_app import OneLineErrors as _OneLineErrors  # noqa: F401 (its old name)
+from portinspect.errors import ExitStatus, PortInspectError, UsageError
 
-# click is vendored by recent typer and external in older ones; reach its exception
-# classes through typer's public BadParameter so both work.
-_ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
-_ClickException: type[Exception] = _ClickUsageError.__mro__[1]
+if TYPE_CHECKING:
+    from portinspect.models import KillPlan, TargetReport
+    from portinspect.render.common import Screen
 
 
-def _hidden_owners_warning() -> str:
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # Root sees every process in its pid namespace; what is left is a kernel
-        # socket (nfsd...) or a process in another container's namespace.
-        return "some sockets have no visible owner (kernel, or another pid namespace)"
-    return "some sockets belong to other users and their processes are hidden; run with sudo"
+# --- what a command produced, and how it is written ---------------------------------------
 
 
-@dataclass
-class Outcome:
-    """What a command produced, before it is printed."""
+class Globals(NamedTuple):
+    """The options given before the command: typer's context object (ctx.obj)."""
 
-    status: ExitStatus | int  # int: `run` exits with its test command's status
-    payload: dict[str, Any]
-    human: str = ""
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)  # stderr lines even with --quiet (--explain)
-    # Run when the result never reached the reader (Ctrl-C or a closed stdout while it was
-    # printed): `free` gives back the leases of ports nobody was told about.
-    undo: Callable[[], None] | None = None
-
-
-@dataclass
-class Output:
-    as_json: bool = False
-    quiet: bool = False
     debug: bool = False
 
 
-def _say(text: str) -> None:
-    """One line on stderr, cleaned: it may carry a path, a name or a value from outside.
+# NamedTuples, not dataclasses: a dataclass costs a millisecond to build at import, and
+# start-up is part of the interface (every command pays for these).
+class Output(NamedTuple):
+    """How a command's result is to be written: the shared options of every command."""
 
-    A stderr that is closed (`2>&-`: sys.stderr is None), full or whose reader went away
-    (`kill 8000 2>&1 | head -1`) must not stop a command half-way: kill goes on escalating,
-    and its result still goes to stdout.
-    """
-    stream = sys.stderr
-    if stream is None:
-        return
-    with contextlib.suppress(OSError, ValueError):
-        stream.write(f"portinspect: {render.clean(text)}\n")
-        stream.flush()
+    as_json: bool = False
+    quiet: bool = False
+    debug: bool = False
+    wide: bool = False
+    no_color: bool = False
 
+    def screen(self, stream: Any) -> "Screen":
+        return writer.screen(stream, wide=self.wide, no_color=self.no_color)
 
-# In JSON strings these go out as \uXXXX escapes, which every parser reads back as the same
-# text (JSON itself escapes only C0): DEL and the C1 controls (a terminal may take U+009B for
-# CSI), bidi controls, Unicode line separators, and lone surrogates (the bytes of a command
-# line that is not UTF-8, which would make the document invalid UTF-8 or stop the write).
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
-_NON_ASCII = re.compile("[^\x00-\x7f]")
+    @property
+    def stdout(self) -> "Screen":
+        return self.screen(sys.stdout)
 
-
-def _json_escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code > 0xFFFF:  # JSON spells these as a UTF-16 surrogate pair
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-    return f"\\u{code:04x}"
+    def say(self, line: str | None) -> None:
+        """A progress line on stderr, unless --quiet."""
+        if line is not None and not self.quiet:
+            writer.say(line)
 
 
-def _write(text: str, *, as_json: bool) -> None:
-    """One write to stdout that a hostile process title cannot break or turn into escapes.
+class Outcome(NamedTuple):
+    """What a command produced, before it is written."""
 
-    Raises OSError when stdout cannot take it: EBADF when it was closed before we started
-    (`>&-`), ENOSPC (`>/dev/full`), EPIPE (BrokenPipeError) when its reader went away.
-    """
-    if sys.stdout is None:
-        raise OSError(errno.EBADF, "it is closed")
-    if as_json and (not text.isascii() or "\x7f" in text):
-        text = _JSON_UNSAFE.sub(_json_escape, text)
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    try:
-        data = f"{text}\n".encode(encoding, getattr(sys.stdout, "errors", None) or "strict")
-    except UnicodeEncodeError:  # stdout is not UTF-8 (LANG=en_US.ISO-8859-1...)
-        if as_json:
-            text = _NON_ASCII.sub(_json_escape, text)
-        data = f"{text}\n".encode(encoding, "backslashreplace")
-    sys.stdout.flush()  # whatever was written through the text layer goes first
-    out = getattr(sys.stdout, "buffer", None)
-    if out is None:
-        sys.stdout.write(data.decode(encoding))
-        sys.stdout.flush()
-        return
-    # With PYTHONUNBUFFERED (common in containers) sys.stdout writes through to the raw
-    # file, and a short write() is dropped without a word: a reader that goes away mid-way
-    # (`| head -1`) would get exit 0 and a truncated document. So: every byte, or EPIPE.
-    view = memoryview(data)
-    while view:
-        written = out.write(view)
-        if written is None:  # a non-blocking stdout that is full
-            time.sleep(0.001)
-            continue
-        view = view[written:]
-    out.flush()
+    status: int  # an ExitStatus; `run` exits with its test command's status, any int
+    payload: dict[str, Any] = {}  # noqa: RUF012 (never mutated: each Outcome gets its own)
+    human: str = ""
+    warnings: Sequence[str] = ()
+    error: str | None = None
+    notes: Sequence[str] = ()  # stderr lines even with --quiet (--explain)
+    # Run when the result never reached the reader (Ctrl-C or a closed stdout while it was
+    # written): `free` gives back the leases of ports nobody was told about.
+    undo: Callable[[], None] | None = None
 
 
 def _emit(command: str, out: Output, outcome: Outcome) -> int:
     for note in outcome.notes:
-        _say(note)
+        writer.say(note)
     if not out.quiet:
         for warning in outcome.warnings:
-            _say(f"warning: {warning}")
+            writer.say(f"warning: {warning}")
     if outcome.error is not None:
-        _say(outcome.error)
+        writer.say(outcome.error)
     if out.as_json:
         error = {"message": outcome.error} if outcome.error is not None else None
-        doc = render.envelope(
-            command,
-            int(outcome.status),
-            outcome.payload,
-            error=error,
-            warnings=outcome.warnings,
+        doc = writer.envelope(
+            command, int(outcome.status), outcome.payload, error=error, warnings=outcome.warnings
         )
-        _write(doc, as_json=True)
+        writer.write(doc, as_json=True)
     elif outcome.human:
-        _write(outcome.human, as_json=False)
+        writer.write(outcome.human, as_json=False)
     return int(outcome.status)
-
-
-def _unexpected(exc: BaseException, debug: bool) -> str:
-    if debug:
-        import traceback  # here: 2.5 ms of imports that only --debug needs
-
-        traceback.print_exception(exc)
-    message = render.clean(" ".join(str(exc).split()), 400) or type(exc).__name__
-    hint = "" if debug else " (run with --debug for the traceback)"
-    return f"unexpected error: {message}{hint}"
 
 
 def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
@@ -181,11 +110,11 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
     try:
         outcome = body()
     except PortInspectError as exc:
-        outcome = Outcome(exc.exit_status, {}, error=str(exc))
+        outcome = Outcome(exc.exit_status, error=str(exc))
     except KeyboardInterrupt:
-        outcome = Outcome(ExitStatus.INTERRUPTED, {}, error="interrupted")
+        outcome = Outcome(ExitStatus.INTERRUPTED, error="interrupted")
     except Exception as exc:
-        outcome = Outcome(ExitStatus.ERROR, {}, error=_unexpected(exc, out.debug))
+        outcome = Outcome(ExitStatus.ERROR, error=unexpected(exc, out.debug))
     try:
         return _emit(command, out, outcome)
     except BaseException as exc:
@@ -194,120 +123,50 @@ def _run(command: str, out: Output, body: Callable[[], Outcome]) -> int:
                 outcome.undo()
         if isinstance(exc, KeyboardInterrupt):
             # Part of the output may be out already: no second JSON document after it.
-            _say("interrupted")
+            writer.say("interrupted")
             return ExitStatus.INTERRUPTED
         if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
-            return _unwritten(outcome.status, exc)
+            return writer.unwritten(outcome.status, exc)
         raise  # EPIPE: the entry point ends the process as SIGPIPE would
 
 
-def _unwritten(status: ExitStatus | int, exc: OSError) -> int:
-    """stdout closed, full or failing: the work is done (kill finished, free gave its leases
-    back), the result is lost. Say so; a failure the command already had keeps its code,
-    a success becomes exit 1, as `ls` and `rm -v` do when they cannot write."""
-    reason = exc.strerror or str(exc)
-    _say(f"cannot write the result to stdout: {reason.lower()}")
-    return int(status) if status != ExitStatus.OK else int(ExitStatus.ERROR)
+def _hidden_owners_warning(privileged: bool) -> str:
+    if privileged:
+        # Root sees every process in its pid namespace; what is left is a kernel
+        # socket (nfsd...) or a process in another container's namespace.
+        return "some sockets have no visible owner (kernel, or another pid namespace)"
+    return "some sockets belong to other users and their processes are hidden; run with sudo"
 
 
-class _Interrupted(Exception):
-    """Ctrl-C outside a command's body, carried past typer (which would exit 130 silently)."""
-
-
-class _StdoutClosed(Exception):
-    """stdout's reader went away, carried past typer (which would exit 1)."""
-
-
-@contextlib.contextmanager
-def _past_typer() -> Iterator[None]:
-    try:
-        yield
-    except KeyboardInterrupt as exc:
-        raise _Interrupted from exc
-    except BrokenPipeError as exc:
-        raise _StdoutClosed from exc
-
-
-class _OneLineErrors(_typer_lean.LeanParams, TyperGroup):
-    """Every failure outside a command's body (parsing, option callbacks, typer itself) as
-    one line on stderr, and with --json one JSON document on stdout; usage errors exit 2.
-    The command's return value is the exit code."""
-
-    def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        with _past_typer():
-            return super().make_context(*args, **kwargs)
-
-    def invoke(self, ctx: Any) -> Any:
-        with _past_typer():
-            return super().invoke(ctx)
-
-    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
-        given = kwargs.get("args", args[0] if args else None)
-        argv = [str(a) for a in (sys.argv[1:] if given is None else given)]
-        kwargs["standalone_mode"] = False
-        try:
-            code = super().main(*args, **kwargs)
-        except _ClickUsageError as exc:
-            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-            code = self._fail(argv, ExitStatus.USAGE, f"{message} (see --help)")
-        except _ClickException as exc:
-            status = getattr(exc, "exit_code", ExitStatus.ERROR)
-            code = self._fail(argv, status, str(exc))
-        except PortInspectError as exc:
-            code = self._fail(argv, exc.exit_status, str(exc))
-        except (_Interrupted, typer.Abort, KeyboardInterrupt, EOFError):
-            code = self._fail(argv, ExitStatus.INTERRUPTED, "interrupted")
-        except _StdoutClosed as exc:
-            raise BrokenPipeError from exc  # for the entry point
-        except Exception as exc:
-            debug = _state.debug or "--debug" in argv or _debug_from_env()
-            code = self._fail(argv, ExitStatus.ERROR, _unexpected(exc, debug))
-        sys.exit(code if isinstance(code, int) else 0)
-
-    def _fail(self, argv: Sequence[str], status: int, message: str) -> int:
-        text = render.clean(" ".join(message.split()))
-        _say(text)
-        if "--json" in argv:
-            command = next((a for a in argv if a in self.commands), None)
-            doc = render.envelope(command or "", status, {}, error={"message": text}, warnings=[])
-            with contextlib.suppress(OSError):
-                _write(doc, as_json=True)
-        return status
-
-
-app = typer.Typer(
-    cls=_OneLineErrors,
-    name="portinspect",
-    help="What is on a port, and how do I get it back? List, diagnose, free, kill, wait, audit.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-_state = Output()
+app = typer.Typer(**settings())
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No warnings on stderr.")]
+WideOpt = Annotated[
+    bool, typer.Option("--wide", "-w", help="Whole lines, whatever the terminal's width.")
+]
+NoColorOpt = Annotated[bool, typer.Option("--no-color", help="No colours (also NO_COLOR=1).")]
+
+
+def _output(ctx: typer.Context, as_json: bool, quiet: bool, wide: bool, no_color: bool) -> Output:
+    globals_ = ctx.obj if isinstance(ctx.obj, Globals) else Globals(debug_from_env())
+    return Output(as_json, quiet, globals_.debug, wide, no_color)
 
 
 def _version(value: bool) -> None:
     if value:
         try:
-            _write(f"portinspect {__version__}", as_json=False)
+            writer.write(f"portinspect {__version__}")
         except BrokenPipeError:
             raise
         except OSError as exc:
-            raise typer.Exit(_unwritten(ExitStatus.OK, exc)) from None
+            raise typer.Exit(writer.unwritten(ExitStatus.OK, exc)) from None
         raise typer.Exit(0)
-
-
-def _debug_from_env() -> bool:
-    return os.environ.get("PORTINSPECT_DEBUG", "") not in ("", "0")
 
 
 @app.callback()
 def _global(
+    ctx: typer.Context,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")
     ] = False,
@@ -315,24 +174,47 @@ def _global(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    install_completion: Annotated[
+        bool,
+        typer.Option(
+            "--install-completion",
+            help="[SHELL]: install shell completion (bash, zsh, fish, powershell; "
+            "default: this shell).",
+        ),
+    ] = False,
+    show_completion: Annotated[
+        bool,
+        typer.Option("--show-completion", help="[SHELL]: print the completion script."),
+    ] = False,
 ) -> None:
-    _state.debug = debug or _debug_from_env()
+    # The completion options are answered before typer parses (_before_typer): declared
+    # here for --help, and as a fallback that detects the shell.
+    if install_completion or show_completion:
+        option = "--install-completion" if install_completion else "--show-completion"
+        raise typer.Exit(completion(option, None))
+    ctx.obj = Globals(debug=debug or debug_from_env())
     from portinspect.scanner import check_backend
 
     check_backend()
 
 
-def _output(as_json: bool, quiet: bool) -> Output:
-    return Output(as_json=as_json, quiet=quiet, debug=_state.debug)
+# --- the commands ---------------------------------------------------------------------------
 
 
-@app.command("list", cls=_typer_lean.LeanCommand)
+@app.command(
+    "list", cls=Command, short_help="every listening socket: port, address, owner, program"
+)
 def list_command(
+    ctx: typer.Context,
     port: Annotated[
         str | None,
-        typer.Option("--port", "-p", help="Only these ports: 8000, 8000-8010, 8000,8080."),
+        typer.Option(
+            "--port", "-p", metavar="SPEC", help="Only these ports: 8000, 8000-8010, 8000,8080."
+        ),
     ] = None,
-    proto: Annotated[str | None, typer.Option("--proto", help="tcp or udp.")] = None,
+    proto: Annotated[
+        str | None, typer.Option("--proto", metavar="tcp|udp", help="One protocol.")
+    ] = None,
     exposed: Annotated[
         bool, typer.Option("--exposed", help="Only sockets reachable beyond loopback.")
     ] = False,
@@ -341,88 +223,74 @@ def list_command(
     ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    wide: WideOpt = False,
+    no_color: NoColorOpt = False,
 ) -> int:
-    """Every listening TCP socket and bound UDP socket with its owner and framework."""
+    """Every listening TCP socket and bound UDP socket, with its owner and framework."""
+    out = _output(ctx, as_json, quiet, wide, no_color)
 
     def body() -> Outcome:
-        ports = parse_port_spec(port) if port is not None else None
-        result = api.scan_result(ports, proto)
-        listeners = [li for li in result.listeners if li.exposed or not exposed]
-        risks = _risks(result) if risk else None
-        warnings = [_hidden_owners_warning()] if result.owners_hidden else []
-        status = ExitStatus.OK
-        error = None
-        if port is not None and not listeners:
+        from portinspect import api, render
+        from portinspect.inputs import parse_port_spec
+
+        result = api.scan_result(parse_port_spec(port) if port is not None else None, proto)
+        result = result.exposed() if exposed else result
+        risks = api.risk_levels(result) if risk else None
+        hidden = [_hidden_owners_warning(result.privileged)] if result.owners_hidden else []
+        if port is not None and not result.listeners:
             shown = ",".join(part.strip(" \t") for part in port.split(","))  # parsed: digits, -
-            status, error = ExitStatus.NOT_LISTENING, f"nothing is listening on port {shown}"
+            error = f"nothing is listening on port {shown}"
+            return Outcome(
+                ExitStatus.NOT_LISTENING, {"listeners": []}, warnings=hidden, error=error
+            )
         # Only the output asked for: the table costs 140 ms at 5000 listeners (+50 ms to import
         # tabulate), the JSON dicts 17 ms.
-        rows = [li.to_dict() for li in listeners] if as_json else []
-        if risks is not None:
-            rows = [{**row, "risk": risks.get((row["proto"], row["port"]))} for row in rows]
-        return Outcome(
-            status,
-            {"listeners": rows} if as_json else {},
-            human=render.list_table(listeners, risks) if error is None and not as_json else "",
-            warnings=warnings,
-            error=error,
-        )
+        if as_json:
+            return Outcome(ExitStatus.OK, result.to_dict(risks), warnings=hidden)
+        human = render.list_table(result.listeners, risks, out.stdout)
+        return Outcome(ExitStatus.OK, human=human, warnings=hidden)
 
-    return _run("list", _output(as_json, quiet), body)
+    return _run("list", out, body)
 
 
-def _risks(result: api.ScanResult) -> dict[tuple[str, int], str]:
-    """(proto, port) -> the audit's worst level there (`list --risk`), from the same scan."""
-    from portinspect import audit
-
-    report = api.run_audit(include_loopback=True, scanned=result)
-    return {key: level.value for key, level in audit.worst_by_port(report.findings).items()}
-
-
-@app.command("who", cls=_typer_lean.LeanCommand)
+@app.command("who", cls=Command, short_help="who holds PORT, the app behind it, how to stop it")
 def who_command(
-    port: Annotated[str, typer.Argument(help="The port to diagnose.")],
+    ctx: typer.Context,
+    port: Annotated[str, typer.Argument(metavar="PORT", help="The port to diagnose.")],
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    wide: WideOpt = False,
+    no_color: NoColorOpt = False,
 ) -> int:
-    """Who holds PORT: every holder, the app tree, framework, cwd, uptime, how to stop it."""
+    """Who holds PORT: every holder, the app tree, framework, cwd, uptime, how to stop it; on
+    a free port, what may still make a bind fail."""
+    out = _output(ctx, as_json, quiet, wide, no_color)
 
     def body() -> Outcome:
-        number = parse_port(port)
-        scanned = api.scan_result(number)
-        listeners = scanned.listeners
-        if not listeners:
-            raise NotListeningError(f"nothing is listening on port {number}", port=number)
-        trees = api.app_trees(listeners)
-        # The audit's verdict for this port: exposure, tunnels, containers (loopback included).
-        findings = api.run_audit(number, include_loopback=True, scanned=scanned).findings
-        payload = {
-            "port": number,
-            "listeners": [li.to_dict() for li in listeners],
-            "apps": render.apps_json(listeners, trees),
-            "stop": f"portinspect kill {number}",
-            "audit": [f.to_dict() for f in findings],
-        }
-        human = render.who_report(number, listeners, trees)
-        verdict = render.audit_verdict(findings)
-        if verdict:
-            human += "\n\n" + "\n".join(verdict)
-        outcome = Outcome(ExitStatus.OK, payload, human=human)
-        if all(li.owner_hidden for li in listeners):
-            user = listeners[0].user or "another user"
-            hidden = PermissionDeniedError(
-                f"port {number} belongs to {user}; run with sudo to see its process", port=number
-            )
-            outcome.status, outcome.error = hidden.exit_status, str(hidden)
-        return outcome
+        from portinspect import api, render
+        from portinspect.inputs import parse_port
 
-    return _run("who", _output(as_json, quiet), body)
+        report = api.who(parse_port(port))
+        screen = out.stdout
+        if report.state is not None:
+            human = render.free_report(report.state, screen)
+            error = f"nothing is listening on port {report.port}"
+            return Outcome(ExitStatus.NOT_LISTENING, report.to_dict(), human, error=error)
+        parts = [render.who_report(report.view, screen=screen)]
+        parts += ["\n".join(render.audit_verdict(report.findings, screen))]
+        human = "\n\n".join(filter(None, parts))
+        if report.owners_hidden:
+            error = render.hidden_owner(report.view)
+            return Outcome(ExitStatus.PERMISSION, report.to_dict(), human, error=error)
+        return Outcome(ExitStatus.OK, report.to_dict(), human)
+
+    return _run("who", out, body)
 
 
 _WAIT_COMMAND = "portinspect.wait.command"
 
 
-class _WaitCommand(_typer_lean.LeanCommand):
+class _WaitCommand(Command):
     """`wait TARGET... [-- COMMAND...]`: what follows the first `--` is the command to run;
     click would take it for more targets."""
 
@@ -437,7 +305,9 @@ class _WaitCommand(_typer_lean.LeanCommand):
         return [*super().collect_usage_pieces(ctx), "[-- COMMAND...]"]
 
 
-@app.command("wait", cls=_WaitCommand)
+@app.command(
+    "wait", cls=_WaitCommand, short_help="wait until ports or services are ready (or free)"
+)
 def wait_command(
     ctx: typer.Context,
     targets: Annotated[
@@ -455,7 +325,7 @@ def wait_command(
             "--timeout",
             "-t",
             metavar="SECONDS",
-            help=f"Give up after SECONDS (exit 124); default {DEFAULT_TIMEOUT:g}, 0 checks once.",
+            help="Give up after SECONDS (exit 124); default 30, 0 checks once.",
         ),
     ] = None,
     forever: Annotated[bool, typer.Option("--forever", help="Wait without a time limit.")] = False,
@@ -464,62 +334,73 @@ def wait_command(
     ] = False,
     interval: Annotated[
         str, typer.Option("--interval", metavar="SECONDS", help="Seconds between polls.")
-    ] = f"{DEFAULT_INTERVAL:g}",
-    proto: Annotated[str | None, typer.Option("--proto", help="tcp (the default) or udp.")] = None,
+    ] = "0.1",  # waiter.DEFAULT_INTERVAL (tests check they agree)
+    proto: Annotated[
+        str | None, typer.Option("--proto", metavar="tcp|udp", help="tcp (the default) or udp.")
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    wide: WideOpt = False,
+    no_color: NoColorOpt = False,
 ) -> int:
     """Wait until every TARGET is ready (or, with --free, has no listener); then run
     `-- COMMAND...` if given, and exit with its status."""
+    out = _output(ctx, as_json, quiet, wide, no_color)
     command: list[str] | None = ctx.meta.get(_WAIT_COMMAND)
     done: list[str] = []  # the ready line, for stderr when a command takes stdout over
 
     def body() -> Outcome:
-        from portinspect.errors import UsageError
+        from portinspect import render, waiter
+        from portinspect.errors import WaitTimeoutError
+        from portinspect.inputs import parse_targets
 
         # Every argument is checked before the "waiting" line: bad input is one line.
-        if forever and timeout is not None:
-            raise UsageError("--forever and --timeout exclude each other")
-        given = f"{DEFAULT_TIMEOUT:g}" if timeout is None else timeout
-        seconds = None if forever else parse_seconds(given, "--timeout")
-        pause = parse_seconds(interval, "--interval", minimum=MIN_INTERVAL)
-        if command is not None and not command:
-            raise UsageError("nothing to run after --")
-        if command is not None and as_json:
-            raise UsageError("--json cannot go with -- COMMAND: the command writes to stdout")
+        seconds, pause = _wait_times(timeout, forever, interval)
+        _check_command(command, as_json)
         wanted = waiter.validate(parse_targets(targets), free=free, proto=proto)
-        if not quiet:
-            _say(render.wait_start(wanted, seconds, free=free))
+        out.say(render.wait_start(wanted, seconds, free=free))
 
-        def progress(report: TargetReport) -> None:
-            line = render.wait_progress(report)
-            if line is not None:
-                _say(line)
+        def progress(report: "TargetReport") -> None:
+            out.say(render.wait_progress(report))
 
         try:
             result = waiter.wait_for(
-                wanted,
-                free=free,
-                timeout=seconds,
-                interval=pause,
-                proto=proto,
-                on_update=None if quiet else progress,
+                wanted, free=free, timeout=seconds, interval=pause, proto=proto, on_update=progress
             )
         except WaitTimeoutError as exc:
             payload = exc.result.to_dict() if exc.result is not None else {}
             return Outcome(exc.exit_status, payload, error=str(exc))
-        human = "" if quiet else render.wait_done(result)
+        human = "" if quiet else render.wait_done(result, out.stdout)
         if command is not None:
-            done.append(human)
+            done.append(human)  # stdout is the command's
             human = ""
-        return Outcome(ExitStatus.OK, result.to_dict(), human=human)
+        return Outcome(ExitStatus.OK, result.to_dict(), human)
 
-    status = _run("wait", _output(as_json, quiet), body)
+    status = _run("wait", out, body)
     if status != ExitStatus.OK or command is None:
         return status
     for line in filter(None, done):
-        _say(line)
+        writer.say(line)
     return _run_command(command)
+
+
+def _wait_times(timeout: str | None, forever: bool, interval: str) -> tuple[float | None, float]:
+    """(the time limit, None for --forever; the pause between polls), from what was typed."""
+    from portinspect.inputs import parse_seconds
+    from portinspect.waiter import DEFAULT_TIMEOUT, MIN_INTERVAL
+
+    if forever and timeout is not None:
+        raise UsageError("--forever and --timeout exclude each other")
+    given = f"{DEFAULT_TIMEOUT:g}" if timeout is None else timeout
+    seconds = None if forever else parse_seconds(given, "--timeout")
+    return seconds, parse_seconds(interval, "--interval", minimum=MIN_INTERVAL)
+
+
+def _check_command(command: list[str] | None, as_json: bool) -> None:
+    if command is not None and not command:
+        raise UsageError("nothing to run after --")
+    if command is not None and as_json:
+        raise UsageError("--json cannot go with -- COMMAND: the command writes to stdout")
 
 
 def _run_command(argv: list[str]) -> int:
@@ -546,16 +427,21 @@ def _run_command(argv: list[str]) -> int:
     try:
         os.execvp(argv[0], argv)  # noqa: S606 (no shell on purpose: argv as the user gave it)
     except OSError as exc:
+        from portinspect.render.common import clean
+
         missing = isinstance(exc, FileNotFoundError)
         status = ExitStatus.COMMAND_NOT_FOUND if missing else ExitStatus.CANNOT_RUN
         reason = "command not found" if missing else (exc.strerror or str(exc))
-        _say(f"cannot run {render.clean(argv[0], 200)!r}: {reason}")
+        writer.say(f"cannot run {clean(argv[0], 200)!r}: {reason}")
         return status
     raise AssertionError("unreachable: execvp returned")  # pragma: no cover
 
 
-@app.command("free", cls=_typer_lean.LeanCommand)
+@app.command(
+    "free", cls=Command, short_help="the nearest free port(s), leased for parallel callers"
+)
 def free_command(
+    ctx: typer.Context,
     near: Annotated[
         str | None,
         typer.Option(
@@ -593,71 +479,54 @@ def free_command(
     ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    wide: WideOpt = False,
+    no_color: NoColorOpt = False,
 ) -> int:
     """Print the nearest free port(s), one per line; parallel callers get different ones."""
-    from portinspect import freeport
-    from portinspect.errors import UsageError
-    from portinspect.inputs import parse_range
+    out = _output(ctx, as_json, quiet, wide, no_color)
 
     def body() -> Outcome:
+        from portinspect import freeport
+        from portinspect.errors import NoFreePortError
+        from portinspect.inputs import parse_port, parse_range
+
         if udp and udp_only:
             raise UsageError("--udp (TCP and UDP) and --udp-only (UDP alone) exclude each other")
-        seconds = freeport.parse_seconds(lease_seconds)
-        skips: list[freeport.Skip] = []
-        # A lease directory taken by another user, or a stuck lock: the library warns, the
-        # CLI says it the way it says every warning.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", freeport.LeaseDirWarning)
-            outcome = search(seconds, skips)
-        outcome.warnings += [str(w.message) for w in caught]
-        return outcome
-
-    def search(seconds: float, skips: list[freeport.Skip]) -> Outcome:
+        options: dict[str, Any] = {
+            "port_range": None if port_range is None else parse_range(port_range, what="--range"),
+            "tcp": not udp_only,
+            "udp": udp or udp_only,
+            "allow_ephemeral": allow_ephemeral,
+            "allow_privileged": allow_privileged,
+            "allow_unsafe": allow_unsafe,
+            "lease": not no_lease,
+            "lease_seconds": freeport.parse_seconds(lease_seconds),
+        }
+        start = parse_port(near, what="--near") if near is not None else None
         try:
-            ports = freeport.find_free_ports(
-                parse_port(near, what="--near") if near is not None else None,
-                freeport.parse_count(count),
-                port_range=None if port_range is None else parse_range(port_range, what="--range"),
-                tcp=not udp_only,
-                udp=udp or udp_only,
-                allow_ephemeral=allow_ephemeral,
-                allow_privileged=allow_privileged,
-                allow_unsafe=allow_unsafe,
-                lease=not no_lease,
-                lease_seconds=seconds,
-                explain=skips.append if explain else None,
+            found = freeport.reserve(start, freeport.parse_count(count), explain=explain, **options)
+        except NoFreePortError as exc:  # no lease was kept
+            notes = freeport.explain_lines(exc.skips)
+            warned = list(exc.warnings)
+            return Outcome(exc.exit_status, warnings=warned, error=str(exc), notes=notes)
+        with found:  # until the Outcome exists, a failure gives the leases back
+            return Outcome(
+                ExitStatus.OK,
+                found.to_dict(),
+                human="\n".join(map(str, found.ports)),
+                warnings=list(found.warnings),
+                notes=freeport.explain_lines(found.skips),
+                undo=found.release,
             )
-        except PortInspectError as exc:  # find_free_ports kept no lease
-            return Outcome(exc.exit_status, {}, error=str(exc), notes=freeport.explain_lines(skips))
-        # The ports are leased: until they are printed, a failure gives them back.
-        give_back = None if no_lease else functools.partial(_give_back, ports)
-        try:
-            lease = None if no_lease else seconds
-            payload: dict[str, Any] = {"ports": ports, "lease_seconds": lease}
-            if explain:
-                payload["skipped"] = [skip.to_dict() for skip in skips]
-            notes = freeport.explain_lines(skips)
-        except BaseException:
-            if give_back is not None:
-                with _interrupts.held():
-                    give_back()
-            raise
-        human = "\n".join(map(str, ports))
-        return Outcome(ExitStatus.OK, payload, human=human, notes=notes, undo=give_back)
 
-    return _run("free", _output(as_json, quiet), body)
+    return _run("free", out, body)
 
 
-def _give_back(ports: Sequence[int]) -> None:
-    from portinspect import freeport
-
-    with warnings.catch_warnings():  # said once already, by the search
-        warnings.simplefilter("ignore", freeport.LeaseDirWarning)
-        freeport.release_leases(ports)
-
-
-@app.command("audit", cls=_typer_lean.LeanCommand)
+@app.command(
+    "audit", cls=Command, short_help="what others can reach here, how bad, how to close it"
+)
 def audit_command(
+    ctx: typer.Context,
     fail_on: Annotated[
         str,
         typer.Option(
@@ -675,63 +544,48 @@ def audit_command(
     ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    wide: WideOpt = False,
+    no_color: NoColorOpt = False,
 ) -> int:
     """What others can reach on this machine, how dangerous it is, and how to close it."""
-    from portinspect import audit
-    from portinspect.dangers import parse_level
+    out = _output(ctx, as_json, quiet, wide, no_color)
 
     def body() -> Outcome:
+        from portinspect import api, audit, render
+        from portinspect.dangers import parse_level
+
         level = parse_level(fail_on)
         report = api.run_audit(probe=probe, include_loopback=include_loopback)
         failing = audit.at_or_above(report.findings, level)
-        payload: dict[str, Any] = {}
-        if as_json:
-            payload = {
-                "findings": [f.to_dict() for f in report.findings],
-                "fail_on": level.value,
-                "counts": audit.counts(report.findings),
-                "probed": report.probed,
-                "interfaces": [a.to_dict() for a in report.interfaces],
-                "tunnels": [t.to_dict() for t in report.tunnels],
-            }
-        human = render.audit_report(
-            report.findings, level, failing=len(failing), include_loopback=include_loopback
+        payload = report.to_dict(level) if as_json else {}
+        human = (
+            ""
+            if as_json
+            else render.audit_report(
+                report.findings,
+                level,
+                failing=len(failing),
+                include_loopback=include_loopback,
+                screen=out.stdout,
+            )
         )
-        error = None
-        if failing:
-            noun = "finding" if len(failing) == 1 else "findings"
-            error = f"{len(failing)} {noun} at or above --fail-on {level.value}"
-        return Outcome(
-            ExitStatus.FINDINGS if failing else ExitStatus.OK,
-            payload,
-            human=human,
-            warnings=[_hidden_owners_warning()] if report.owners_hidden else [],
-            error=error,
-        )
+        hidden = [_hidden_owners_warning(report.privileged)] if report.owners_hidden else []
+        if not failing:
+            return Outcome(ExitStatus.OK, payload, human, hidden)
+        noun = "finding" if len(failing) == 1 else "findings"
+        error = f"{len(failing)} {noun} at or above --fail-on {level.value}"
+        return Outcome(ExitStatus.FINDINGS, payload, human, hidden, error)
 
-    return _run("audit", _output(as_json, quiet), body)
+    return _run("audit", out, body)
 
 
-def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:
-    """Each port or range as typed (8000 8000-8010 8000,8080): a range is one request."""
-    from portinspect.inputs import parse_range
-
-    requests: list[tuple[int, int]] = []
-    for spec in specs:
-        parse_port_spec(spec)  # its one-line errors for "", "80x", "9-1"
-        requests += [parse_range(part, what="port") for part in spec.split(",")]
-    return requests
-
-
-def _interactive() -> bool:
-    # None: the stream was closed before we started (`2>&-`); no terminal to ask on then.
-    stdin, stderr = sys.stdin, sys.stderr
-    return stdin is not None and stderr is not None and stdin.isatty() and stderr.isatty()
-
-
-@app.command("kill", cls=_typer_lean.LeanCommand)
+@app.command("kill", cls=Command, short_help="free PORT: stop its app, top first, and verify")
 def kill_command(
-    ports: Annotated[list[str], typer.Argument(help="Ports or ranges: 8000 8000-8010 8000,8080.")],
+    ctx: typer.Context,
+    ports: Annotated[
+        list[str],
+        typer.Argument(metavar="PORT", help="Ports or ranges: 8000 8000-8010 8000,8080."),
+    ],
     timeout: Annotated[
         str,
         typer.Option(
@@ -740,13 +594,14 @@ def kill_command(
             metavar="SECONDS",
             help="Seconds of graceful exit before SIGKILL.",
         ),
-    ] = "5",  # killer.DEFAULT_TIMEOUT (tests check they agree)
+    ] = "5",  # kill.DEFAULT_TIMEOUT (tests check they agree)
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Act without asking.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan, signal nothing.")
     ] = False,
     signal_name: Annotated[
-        str | None, typer.Option("--signal", "-s", help="Graceful signal instead of TERM.")
+        str | None,
+        typer.Option("--signal", "-s", metavar="NAME", help="Graceful signal instead of TERM."),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="SIGKILL the whole app tree at once, top first.")
@@ -754,69 +609,126 @@ def kill_command(
     udp: Annotated[
         bool, typer.Option("--udp", help="Bound UDP sockets on the port count too.")
     ] = False,
+    all_ports: Annotated[
+        bool,
+        typer.Option(
+            "--all-ports",
+            help="Also free other ports the same processes serve (gunicorn -b A -b B).",
+        ),
+    ] = False,
+    watch: Annotated[
+        str,
+        typer.Option(
+            "--watch", metavar="SECONDS", help="Watch a freed port this long for a respawn."
+        ),
+    ] = "2",  # kill.WATCH_SECONDS (tests check they agree)
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    wide: WideOpt = False,
+    no_color: NoColorOpt = False,
 ) -> int:
-    """Free PORT: stop the app's top process, then its tree, escalating; verify nothing listens."""
-    from portinspect import killer
-    from portinspect.errors import UsageError
-    from portinspect.models import KillPlan
+    """Free PORT: stop the app serving it (its top first), escalating; verify nothing listens."""
+    out = _output(ctx, as_json, quiet, wide, no_color)
 
     def body() -> Outcome:
+        from portinspect import kill, render
+
         requests = _kill_requests(ports)
-        if force and signal_name is not None:
-            raise UsageError("--force sends SIGKILL; it cannot be combined with --signal")
-        signum = killer.parse_signal("TERM" if signal_name is None else signal_name)
-        seconds = parse_seconds(timeout, "--timeout")
-        how = killer.describe_ladder(seconds, signum, force=force, windows=killer.WINDOWS)
-
-        def ask(plan: KillPlan) -> bool:
-            sys.stderr.write(render.kill_plan(plan, how) + "\n")
-            try:
-                return typer.confirm(f"Stop them to free port {plan.port}?", err=True)
-            except typer.Abort:
-                raise KeyboardInterrupt from None
-
-        interrupted: killer.KillInterrupted | None = None
+        signum, seconds, how = _ladder(timeout, signal_name, force)
+        interrupted: kill.KillInterrupted | None = None
         try:
-            outcomes = killer.kill_port(
+            outcomes = kill.kill_port(
                 {port for low, high in requests for port in range(low, high + 1)},
                 timeout=seconds,
                 signal=signum,
                 force=force,
                 dry_run=dry_run,
-                confirm=None if yes or dry_run or not _interactive() else ask,
-                on_step=None if quiet else lambda port, step: _say(render.kill_step(port, step)),
+                confirm=None if yes or dry_run or not _interactive() else _asker(out, how),
+                on_step=lambda port, step: out.say(render.kill_step(port, step)),
                 udp=udp,
+                all_ports=all_ports,
+                watch=_seconds(watch, "--watch"),
             )
-        except killer.KillInterrupted as exc:  # Ctrl-C: say what was sent, then stop
+        except kill.KillInterrupted as exc:  # Ctrl-C: say what was sent, then stop
             interrupted, outcomes = exc, list(exc.outcomes)
-        result = killer.report(outcomes, requests)
-        lines = [
-            render.kill_plan(o.plan, how) if dry_run else render.kill_outcome(o)
-            for o in result.outcomes
-        ]
-        payload = {"ports": [o.to_dict() for o in result.outcomes], "dry_run": dry_run}
+        result = kill.report(outcomes, requests)
+        shown = result.outcomes
+        screen = out.stdout
+        human = (
+            render.kill_plans(shown, how, screen)
+            if dry_run
+            else render.kill_outcomes(shown, screen)
+        )
         if interrupted is not None:
-            return Outcome(
-                ExitStatus.INTERRUPTED,
-                payload,
-                human="\n".join(lines),
-                error=killer.interrupted_message(interrupted),
-            )
-        return Outcome(result.status, payload, human="\n".join(lines), error=result.error)
+            stopped = render.interrupted_message(interrupted.outcomes, interrupted.pending)
+            return Outcome(ExitStatus.INTERRUPTED, result.to_dict(dry_run), human, error=stopped)
+        error = render.kill_error(result.status, result.failed, result.empty)
+        return Outcome(result.status, result.to_dict(dry_run), human, error=error)
 
-    return _run("kill", _output(as_json, quiet), body)
+    return _run("kill", out, body)
+
+
+def _kill_requests(specs: Sequence[str]) -> list[tuple[int, int]]:
+    """Each port or range as typed (8000 8000-8010 8000,8080): a range is one request."""
+    from portinspect.inputs import parse_port_spec, parse_range
+
+    requests: list[tuple[int, int]] = []
+    for spec in specs:
+        parse_port_spec(spec)  # its one-line errors for "", "80x", "9-1"
+        requests += [parse_range(part, what="port") for part in spec.split(",")]
+    return requests
+
+
+def _seconds(text: str, what: str) -> float:
+    from portinspect.inputs import parse_seconds
+
+    return parse_seconds(text, what)
+
+
+def _ladder(timeout: str, signal_name: str | None, force: bool) -> tuple[int, float, str]:
+    """(the graceful signal, the seconds before SIGKILL, the escalation in words)."""
+    from portinspect import _psutil
+    from portinspect.inputs import parse_signal
+    from portinspect.render.kill import describe_ladder
+
+    if force and signal_name is not None:
+        raise UsageError("--force sends SIGKILL; it cannot be combined with --signal")
+    signum = parse_signal("TERM" if signal_name is None else signal_name)
+    seconds = _seconds(timeout, "--timeout")
+    how = describe_ladder(seconds, signum, force=force, windows=not _psutil.CAN_SIGNAL)
+    return signum, seconds, how
+
+
+def _interactive() -> bool:
+    # None: the stream was closed before we started (`2>&-`); no terminal to ask on then.
+    stdin, stderr = sys.stdin, sys.stderr
+    return stdin is not None and stderr is not None and stdin.isatty() and stderr.isatty()
+
+
+def _asker(out: Output, how: str) -> "Callable[[KillPlan], bool]":
+    """kill's question on the terminal: the plan, fitted to stderr's screen, then y/N."""
+    from portinspect.render.kill import kill_plan
+
+    def ask(plan: "KillPlan") -> bool:
+        writer.say_raw(kill_plan(plan, how, out.screen(sys.stderr)))
+        try:
+            return typer.confirm(f"Stop them to free port {plan.port}?", err=True)
+        except typer.Abort:
+            raise KeyboardInterrupt from None
+
+    return ask
 
 
 @app.command(
     "run",
-    cls=_typer_lean.LeanCommand,
+    cls=Command,
+    short_help="servers on free ports around your tests, torn down, verified",
     # Everything after the first word of the test command is the test command's: `run
     # --server X pytest -x` passes -x to pytest (as does `-- pytest -x`).
     context_settings={"allow_interspersed_args": False},
 )
 def run_command(
+    ctx: typer.Context,
     tests: Annotated[
         list[str] | None,
         typer.Argument(metavar="TEST", help="The test command and its arguments, after --."),
@@ -861,25 +773,30 @@ def run_command(
     ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    wide: WideOpt = False,
+    no_color: NoColorOpt = False,
 ) -> int:
     """Start servers on free ports, wait until ready, run the tests, stop it all, verify."""
-    from portinspect import runner
+    out = _output(ctx, as_json, quiet, wide, no_color)
 
     def body() -> Outcome:
+        from pathlib import Path
+
+        from portinspect import render, runner
+
         specs = runner.parse_servers(
             servers or [], ports=port or [], near=near or [], http=http or []
         )
-        progress = None if quiet else lambda event: _say(render.run_event(event))
         result = runner.run(
             specs,
             tests or None,
-            wait_timeout=parse_seconds(wait_timeout, "--wait-timeout"),
-            stop_timeout=parse_seconds(stop_timeout, "--stop-timeout"),
+            wait_timeout=_seconds(wait_timeout, "--wait-timeout"),
+            stop_timeout=_seconds(stop_timeout, "--stop-timeout"),
             reclaim=reclaim,
             shell=shell,
             log_dir=log_dir,
             on_line=None if log_dir is not None else _server_line,
-            on_event=progress,
+            on_event=lambda event: out.say(render.run_event(event)),
             # stdout holds the one JSON document: the tests' own output goes to stderr.
             test_stdout=2 if as_json else None,
         )
@@ -890,19 +807,36 @@ def run_command(
         error = None if result.exit_status == 0 else render.clean(result.message)
         return Outcome(result.exit_status, result.to_dict(), error=error, notes=notes)
 
-    return _run("run", _output(as_json, quiet), body)
+    return _run("run", out, body)
 
 
 def _server_line(name: str, line: str) -> None:
-    _say_raw(render.server_line(name, line))
+    from portinspect.render.run import server_line
+
+    writer.say_raw(server_line(name, line))
 
 
-def _say_raw(text: str) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(f"{text}\n")
+# --- the entry point ------------------------------------------------------------------------
+
+
+def _app_for(args: Sequence[str]) -> typer.Typer:
+    """The app with only the command that runs: typer builds every command's parameters
+    before it parses (a few milliseconds each, a fifth of `free`'s start-up), and one is
+    used. The whole app for help, completion and anything that names no command."""
+    if os.environ.get("_PORTINSPECT_COMPLETE"):
+        return app
+    name = next((a for a in args if not a.startswith("-")), None)
+    wanted = [info for info in app.registered_commands if info.name == name]
+    if not wanted:
+        return app
+    lean = typer.Typer(**settings())
+    lean.registered_callback = app.registered_callback
+    lean.registered_commands = wanted
+    return lean
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point."""
-    app(args=list(argv) if argv is not None else None, prog_name="portinspect")
+    args = list(sys.argv[1:] if argv is None else argv)
+    _app_for(args)(args=args, prog_name="portinspect")
     sys.exit(0)  # pragma: no cover - the group's main always exits

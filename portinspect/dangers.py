@@ -1,7 +1,7 @@
 """Pure: what a listener is, how dangerous it is when others can reach it, and the fix.
 
 The rows of `DANGERS` are the data: how to recognise a kind of server (its server, framework
-or program name, as frameworks.py recognises them), its level when reachable from outside,
+or program name, as signatures.py recognises them), its level when reachable from outside,
 why, and the fix. A row may carry a check, which reads the evidence from the holders' command
 lines, their marker environment variables and their scripts' source (is the Werkzeug debugger
 on? does Jupyter ask for a token?), and a probe: one HTTP request over loopback that settles
@@ -19,10 +19,10 @@ from enum import Enum
 from pathlib import PurePath
 from typing import Any
 
-from portinspect import frameworks
+from portinspect.cmdline import Command, normalise_argv, parse_command
 from portinspect.errors import UsageError
-from portinspect.frameworks import Command, Signature, normalise_argv, parse_command
 from portinspect.models import Listener, ProcessInfo
+from portinspect.signatures import Signature, describe
 
 
 class Level(str, Enum):
@@ -121,7 +121,7 @@ def subject(group: Sequence[Listener], sources: Mapping[str, str]) -> Subject:
         addresses=tuple(dict.fromkeys(li.address for li in group)),
         processes=procs,
         commands=tuple(parse_command(p.cmdline) for p in procs),
-        signatures=tuple(frameworks.describe(p) for p in procs),
+        signatures=tuple(describe(p) for p in procs),
         env=env,
         sources=sources,
     )
@@ -480,7 +480,7 @@ def _werkzeug(s: Subject) -> Check:
     evidence: list[str] = []
     debugger: bool | None = None
     env_debug = _flask_debug_env(s.env.get("FLASK_DEBUG"))
-    sub = frameworks.parse_command(s.top.cmdline).args if s.top else ()
+    sub = parse_command(s.top.cmdline).args if s.top else ()
     is_flask = "flask" in s.programs
     is_plus = "runserver_plus" in sub
     fix = "bind it to 127.0.0.1 (app.run(host='127.0.0.1')) and keep debug off on shared networks"

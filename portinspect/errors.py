@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from portinspect.freeport import Skip
     from portinspect.models import Teardown, WaitResult
 
 
@@ -71,7 +72,13 @@ class StillHeldError(PortInspectError):
 
 
 class NoFreePortError(PortInspectError):
+    """Too few free ports in the range; no lease is kept. From freeport.reserve(): skips, why
+    each candidate was passed over (with explain=True); warnings, what the lease directory
+    needed said."""
+
     exit_status = ExitStatus.NO_FREE_PORT
+    skips: tuple[Skip, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 class WaitTimeoutError(PortInspectError):

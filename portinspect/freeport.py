@@ -36,9 +36,9 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from portinspect import _interrupts, api, classifier, inputs, scanner
+from portinspect import _interrupts, inputs, scanner
 from portinspect.data import read_text
 from portinspect.errors import NoFreePortError, UsageError
 from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port
@@ -51,7 +51,10 @@ from portinspect.leases import LeaseDirWarning as LeaseDirWarning
 from portinspect.leases import LeaseStore as LeaseStore
 from portinspect.leases import lease_directory as lease_directory
 from portinspect.leases import release_leases as release_leases
-from portinspect.models import Listener, Proto
+from portinspect.models import Proto
+
+if TYPE_CHECKING:
+    from portinspect.models import Listener
 
 # Without --near: above the dev servers' favourites (3000, 5000, 8000, 8080, 8888) so the port a
 # tool hands out is not the one the user's own `runserver` wants next, and below every OS's
@@ -131,8 +134,7 @@ def unsafe_ports() -> frozenset[int]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(NamedTuple):
     """Which ports are never offered, whatever their state."""
 
     ephemeral: tuple[int, int] | None  # the OS range to skip; None when allowed
@@ -142,7 +144,7 @@ class Policy:
     @classmethod
     def make(cls, *, allow_ephemeral: bool, allow_privileged: bool, allow_unsafe: bool) -> Policy:
         return cls(
-            ephemeral=None if allow_ephemeral else classifier.ephemeral_range(),
+            ephemeral=None if allow_ephemeral else scanner.ephemeral_range(),
             skip_privileged=not allow_privileged,
             unsafe=frozenset() if allow_unsafe else unsafe_ports(),
         )
@@ -235,7 +237,8 @@ class Prober:
         return None
 
 
-def _errno_text(code: int) -> str:
+def errno_text(code: int) -> str:
+    """'address already in use (EADDRINUSE)'."""
     name = errno.errorcode.get(code, str(code))
     return f"{os.strerror(code).lower()} ({name})"
 
@@ -350,6 +353,88 @@ class _Terms:
     keep_while_bound: bool
 
 
+class Reservation:
+    """Ports found free and leased to the caller, until they are used or given back.
+
+    What `portinspect free` prints: a caller that then cannot pass the ports on (its output
+    is closed, Ctrl-C while it prints) calls release(), so no lease outlives ports nobody
+    was told about; as a context manager, a block that ends by an exception does it.
+    lease_seconds: None when the ports were not leased. skips: why each candidate was passed
+    over, in search order (explained: they were asked for). warnings: what the lease
+    directory needed said (another user's directory, a stuck lock).
+    """
+
+    def __init__(
+        self,
+        ports: Sequence[int],
+        lease_seconds: float | None,
+        *,
+        skips: Sequence[Skip] = (),
+        explained: bool = False,
+        warnings: Sequence[str] = (),
+    ) -> None:
+        self.ports = list(ports)
+        self.lease_seconds = lease_seconds
+        self.skips = tuple(skips)
+        self.explained = explained
+        self.warnings = tuple(warnings)
+        self._held = lease_seconds is not None
+
+    def release(self) -> None:
+        """Give the leases back; once, and a second Ctrl-C does not cut it short."""
+        if not self._held:
+            return
+        self._held = False
+        import warnings
+
+        with _interrupts.held(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", LeaseDirWarning)  # said once already, by reserve()
+            release_leases(self.ports)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`free --json`: the ports, the lease, and with explain every port passed over."""
+        doc: dict[str, Any] = {"ports": list(self.ports), "lease_seconds": self.lease_seconds}
+        if self.explained:
+            doc["skipped"] = [skip.to_dict() for skip in self.skips]
+        return doc
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.release()
+
+
+def reserve(
+    near: int | None = None,
+    count: int = 1,
+    *,
+    explain: bool = False,
+    **options: Any,
+) -> Reservation:
+    """find_free_ports() as a Reservation: the ports, the skips (with explain), the lease
+    directory's warnings as text, and release(). Takes find_free_ports' options. When too
+    few ports are free, NoFreePortError carries the skips and the warnings."""
+    import warnings
+
+    skips: list[Skip] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LeaseDirWarning)
+        try:
+            ports = find_free_ports(
+                near, count, explain=skips.append if explain else None, **options
+            )
+        except NoFreePortError as exc:
+            exc.skips = tuple(skips)
+            exc.warnings = tuple(str(w.message) for w in caught)
+            raise
+    leased = options.get("lease", True)
+    lease = options.get("lease_seconds", DEFAULT_LEASE_SECONDS) if leased else None
+    said = [str(w.message) for w in caught]
+    return Reservation(ports, lease, skips=skips, explained=explain, warnings=said)
+
+
 class _Search:
     """One walk over the candidates; gives back its leases if it fails or is interrupted."""
 
@@ -408,6 +493,8 @@ class _Search:
         held = {s.port for s in self.skips if s.reason is SkipReason.HELD}
         holders: dict[int, Listener] = {}
         if held:
+            from portinspect import api  # only with --explain: naming holders is a scan
+
             proto = next(iter(self.protos)) if len(self.protos) == 1 else None
             for listener in api.scan(held, proto):
                 holders.setdefault(listener.port, listener)
@@ -444,7 +531,7 @@ class _Search:
         if failure is None:
             return None
         proto, host, code = failure
-        return Skip(port, SkipReason.UNBINDABLE, f"cannot bind {host} {proto}: {_errno_text(code)}")
+        return Skip(port, SkipReason.UNBINDABLE, f"cannot bind {host} {proto}: {errno_text(code)}")
 
     def _bound(self, port: int) -> Skip | None:
         """A TCP socket bound to port and not listening, still there now that we hold the lease.

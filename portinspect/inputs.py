@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import math
 import re
+import signal
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from portinspect.errors import UsageError
-from portinspect.models import ALL_PROTOS, Proto, WaitTarget
+from portinspect.models import ALL_PROTOS, Proto
+
+if TYPE_CHECKING:
+    from portinspect.models.wait import WaitTarget
 
 MIN_PORT = 1
 MAX_PORT = 65535
@@ -154,10 +159,10 @@ _DEFAULT_PORTS = {"tcp": None, "http": 80, "https": 443}
 # One label of a host name as resolvers take it: letters, digits, hyphens, and underscores
 # (compose and Kubernetes service names use them; DNS itself does not forbid them).
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_HOST_NAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"  # compiled on first use: only `wait` reads it
 # What a path and query may hold (RFC 3986 unreserved, sub-delims, ':', '@', '/', '?', '%'):
 # no blanks, controls or raw non-ASCII, which would end up in the request line as typed.
-_URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*")
+_URL_PATH = r"[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*"
 
 
 def _target_error(text: str, why: str) -> UsageError:
@@ -186,7 +191,7 @@ def parse_host(host: str, text: str) -> str:
         return str(address)
     if ":" in host:
         raise _target_error(text, "write an IPv6 address in brackets, as in [::1]:8000")
-    if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+    if len(host) > 253 or not re.fullmatch(_HOST_NAME, host):
         raise _target_error(text, "not a host name or an IP address")
     if host.rstrip(".").rpartition(".")[2].isdigit():
         # 300.1.1.1 or 127.1: no top-level domain is all digits (RFC 3696), and the C
@@ -211,6 +216,8 @@ def _split_host_port(authority: str, text: str) -> tuple[str, str | None]:
 
 
 def _parse_url(text: str, stripped: str) -> WaitTarget:
+    from portinspect.models.wait import WaitTarget  # only `wait` needs it: not `list`'s import
+
     scheme, _, rest = stripped.partition("://")
     scheme = scheme.lower()
     if scheme not in _DEFAULT_PORTS:
@@ -228,7 +235,7 @@ def _parse_url(text: str, stripped: str) -> WaitTarget:
         if path not in ("", "/"):
             raise _target_error(text, "tcp:// takes no path")
         return WaitTarget(port=port, host=parse_host(host, text))
-    if not _URL_PATH.fullmatch(path):
+    if not re.fullmatch(_URL_PATH, path):
         raise _target_error(text, "the path may hold only URL characters (escape others as %XX)")
     if path.startswith("?"):
         path = "/" + path
@@ -238,6 +245,8 @@ def _parse_url(text: str, stripped: str) -> WaitTarget:
 def parse_target(text: str) -> tuple[WaitTarget, ...]:
     """One target as typed: PORT (or a range or list of them: 9000-9002, 8000,8080),
     HOST:PORT, [IPV6]:PORT, tcp://HOST:PORT or http(s)://HOST[:PORT]/PATH."""
+    from portinspect.models.wait import WaitTarget
+
     stripped = text.strip(_BLANKS)
     if "://" in stripped:
         return (_parse_url(text, stripped),)
@@ -267,6 +276,8 @@ def parse_targets(texts: Iterable[str]) -> tuple[WaitTarget, ...]:
 def check_targets(targets: object) -> tuple[WaitTarget, ...]:
     """Targets given to the library: a port (int), a target as typed (str), a WaitTarget, or an
     iterable of them."""
+    from portinspect.models.wait import WaitTarget
+
     if isinstance(targets, (int, str, WaitTarget)):
         targets = [targets]
     if isinstance(targets, bytes) or not isinstance(targets, Iterable):
@@ -284,3 +295,25 @@ def check_targets(targets: object) -> tuple[WaitTarget, ...]:
     if not found:
         raise UsageError("no target to wait for")
     return tuple(found)
+
+
+def parse_signal(value: str | int) -> int:
+    """TERM, SIGTERM, term or 15 -> the signal number; UsageError for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return int(signal.Signals(value))
+        except ValueError:
+            raise UsageError(f"unknown signal {value!r}") from None
+    if not isinstance(value, str):
+        raise UsageError(f"unknown signal {value!r}: expected a name such as TERM or INT")
+    text = value.strip(" \t").upper()
+    if text.isascii() and text.isdigit() and len(text) <= 3:
+        return parse_signal(int(text))
+    name = text if text.startswith("SIG") else f"SIG{text}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        shown = repr(value if len(value) <= 20 else value[:17] + "...")
+        raise UsageError(
+            f"unknown signal {shown}: expected a name such as TERM, INT, HUP or KILL"
+        ) from None

@@ -33,7 +33,6 @@ import functools
 import math
 import os
 import re
-import secrets
 import stat
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 from portinspect import _interrupts
 from portinspect.errors import PortInspectError
@@ -66,14 +66,16 @@ _LEASE_MAX_BYTES = 4096
 _ORPHAN_TMP_SECONDS = 60.0  # a temp file lives microseconds; one this old was left by a crash
 _CLOCK_SLACK = 60.0  # mtimes and expiry times this far in the future are not ours
 _MAX_PID = 2**31 - 1
-_TMP_NAME = re.compile(r"\.([0-9]{1,5})\.([0-9A-Za-z_-]{1,64})\.tmp\Z")
+# Patterns as text, compiled by `re` (and cached) the first time a lease is read: most runs
+# of `free` read none, and compiling them all at import was 1 ms of its start-up.
+_TMP_NAME = r"\.([0-9]{1,5})\.([0-9A-Za-z_-]{1,64})\.tmp\Z"
 _FIELD_RULES = {
-    "pid": re.compile(r"[0-9]{1,10}\Z"),
-    "expires": re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?\Z"),
-    "release_on_exit": re.compile(r"[01]\Z"),
-    "keep_while_bound": re.compile(r"[01]\Z"),
-    "token": re.compile(r"[0-9A-Za-z_-]{0,64}\Z"),
-    "created": re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?\Z"),
+    "pid": r"[0-9]{1,10}\Z",
+    "expires": r"[0-9]{1,12}(\.[0-9]{1,9})?\Z",
+    "release_on_exit": r"[01]\Z",
+    "keep_while_bound": r"[01]\Z",
+    "token": r"[0-9A-Za-z_-]{0,64}\Z",
+    "created": r"[0-9]{1,12}(\.[0-9]{1,9})?\Z",
 }
 _SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS)
 
@@ -152,7 +154,7 @@ class Lease:
         for line in data.decode("ascii").splitlines():
             key, eq, value = line.partition("=")
             rule = _FIELD_RULES.get(key)
-            if not eq or rule is None or key in fields or not rule.match(value):
+            if not eq or rule is None or key in fields or not re.match(rule, value):
                 return None
             fields[key] = value
         if "pid" not in fields or "expires" not in fields:
@@ -367,8 +369,7 @@ def _problem(info: os.stat_result, *, private: bool) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Squatted:
+class _Squatted(NamedTuple):
     path: str
     uid: int
     what: str
@@ -684,7 +685,9 @@ class LeaseStore:
     def new_lease(
         port: int, seconds: float, *, release_on_exit: bool, keep_while_bound: bool = False
     ) -> Lease:
-        token = secrets.token_hex(8)
+        # What secrets.token_hex(8) returns, without importing secrets: it pulls in hmac and
+        # hashlib, 7 ms of every `free` (benchmarks/RESULTS.md, start-up).
+        token = os.urandom(8).hex()
         now = time.time()
         return Lease(
             port,
@@ -796,7 +799,7 @@ class LeaseStore:
                     lease = self.read(port)
                     if lease is not None and ended_now(lease):
                         ended.append(port)
-                elif name.endswith(".tmp") and _TMP_NAME.match(name):
+                elif name.endswith(".tmp") and re.match(_TMP_NAME, name):
                     self._remove_orphan(name, now)
         except OSError:
             return  # an unlistable directory: nothing to sweep, the search goes on

@@ -19,7 +19,7 @@ with "Address already in use"; waiting on `localhost` finds ::1 while the server
   SIGKILL; then the socket table must show no listener on any of the ports.
 
 Nothing here prints: progress goes to the caller's callbacks, results come back as the
-frozen dataclasses of models.py.
+frozen dataclasses of models/.
 """
 
 from __future__ import annotations
@@ -311,7 +311,7 @@ def _lease(spec: ServerSpec, *, reclaim: bool, lease_seconds: float, stop_timeou
 
 def _reclaim(name: str, port: int, stop_timeout: float) -> None:
     """Free a busy fixed port through kill's safe path (its refusals and checks included)."""
-    from portinspect.killer import kill_port
+    from portinspect.kill import kill_port
     from portinspect.models import KillStatus
 
     [outcome] = kill_port(port, timeout=stop_timeout)

@@ -12,16 +12,18 @@ costs ~23 ms of start-up, more than a whole `list` scan of an idle Linux machine
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from portinspect.models import ALL_PROTOS, InterfaceAddress, ProcessInfo, Proto, Snapshot, Socket
+from portinspect import models
+from portinspect.models import ALL_PROTOS, IANA_DYNAMIC, PortKey, Proto
 
 if TYPE_CHECKING:
-    import psutil
+    from portinspect.models import InterfaceAddress, ProcessInfo, Snapshot, Socket
 
 _T = TypeVar("_T")
 
@@ -32,9 +34,15 @@ ENV_MARKERS = (
     "RUN_MAIN",
     "WERKZEUG_RUN_MAIN",
     "WERKZEUG_SERVER_FD",
+    "BOTTLE_CHILD",
     "JPY_PARENT_PID",
     "npm_lifecycle_event",
     "npm_command",
+    # Managers name the service they run: supervisorctl stop NAME, pm2 stop NAME.
+    "SUPERVISOR_PROCESS_NAME",
+    "SUPERVISOR_GROUP_NAME",
+    "pm_id",
+    "name",
     "FLASK_DEBUG",
     "WERKZEUG_DEBUG_PIN",
     "JUPYTER_TOKEN",
@@ -175,13 +183,31 @@ def taken_ports(
     return _via_backend(backend, linux, portable)
 
 
+def local_port_states(port: int, *, backend: str | None = None) -> dict[str, int]:
+    """TCP sockets of any user whose local port is `port`, counted by state ("time-wait",
+    "established", "bound-inactive"...), listeners apart: what may still make a bind there
+    fail when nothing listens (`who PORT`)."""
+
+    def linux() -> dict[str, int]:
+        from portinspect import _linux
+
+        return _linux.local_port_states(port)
+
+    def portable() -> dict[str, int]:
+        from portinspect import _psutil
+
+        return _psutil.local_port_states(port)
+
+    return _via_backend(backend, linux, portable)
+
+
 def pid_exists(pid: int) -> bool:
     """Whether a process with this pid exists (of any user)."""
     if sys.platform == "win32":
         # os.kill(pid, 0) would send CTRL_C_EVENT there; psutil asks OpenProcess instead.
-        import psutil
+        from portinspect import _psutil
 
-        return bool(psutil.pid_exists(pid))
+        return _psutil.pid_exists(pid)
     if pid <= 0:
         return False
     try:
@@ -270,76 +296,25 @@ def local_addresses(*, backend: str | None = None) -> frozenset[str]:
     return frozenset(a.address for a in interface_addresses(backend=backend))
 
 
-def _env_markers(proc: psutil.Process) -> dict[str, str]:
-    import psutil
-
-    try:
-        env = proc.environ()
-    except (psutil.Error, OSError):
-        return {}  # another user's process: env needs root
-    return reduce_env({k: env[k] for k in ENV_MARKERS if k in env})
-
-
-def process_info(proc: psutil.Process) -> ProcessInfo | None:
-    """Everything we may read about one process; None if it has gone."""
-    import psutil
-
-    try:
-        with proc.oneshot():
-            ppid = proc.ppid()
-            name = proc.name()
-            create_time = proc.create_time()
-            user = _safe(proc.username)
-            cmdline = tuple(_safe(proc.cmdline) or ())
-            cwd = _safe(proc.cwd)
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return None
-    except psutil.AccessDenied:
-        return ProcessInfo(pid=proc.pid, ppid=None, name=None, user=None)
-    return ProcessInfo(
-        pid=proc.pid,
-        ppid=ppid,
-        name=name,
-        user=user,
-        cmdline=cmdline,
-        cwd=cwd or None,
-        create_time=create_time,
-        env=_env_markers(proc),
-    )
-
-
-def _safe(getter: Callable[[], _T]) -> _T | None:
-    """A field we may not be allowed to read (cwd of another user) is None, not an error."""
-    import psutil
-
-    try:
-        return getter()
-    except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
-        return None
-
-
-def _psutil_read(pid: int) -> ProcessInfo | None:
-    import psutil
-
-    try:
-        return process_info(psutil.Process(pid))
-    except psutil.Error:
-        return None
-
-
-def _process_reader(backend: str | None) -> Callable[[int], ProcessInfo | None]:
+def _process_reader(
+    backend: str | None, *, cgroups: bool = False
+) -> Callable[[int], ProcessInfo | None]:
     """/proc on Linux (same fields as psutil, ~5x cheaper per process), psutil elsewhere."""
     if _linux_details(backend):
         from portinspect import _linux
 
         with contextlib.suppress(OSError):  # no readable /proc/stat: not a procfs we know
-            return _linux.ProcessReader(ENV_MARKERS, reduce_env).read
-    return _psutil_read
+            return _linux.ProcessReader(ENV_MARKERS, reduce_env, cgroups=cgroups).read
+    from portinspect import _psutil
+
+    return functools.partial(_psutil.read_process, env_keys=ENV_MARKERS, reduce_env=reduce_env)
 
 
-def read_processes(pids: Iterable[int], *, backend: str | None = None) -> dict[int, ProcessInfo]:
+def read_processes(
+    pids: Iterable[int], *, backend: str | None = None, cgroups: bool = False
+) -> dict[int, ProcessInfo]:
     """The given processes and all their ancestors, up to init."""
-    read = _process_reader(backend)
+    read = _process_reader(backend, cgroups=cgroups)
     found: dict[int, ProcessInfo] = {}
     todo = sorted(set(pids))
     while todo:
@@ -361,12 +336,54 @@ def self_lineage(*, backend: str | None = None) -> frozenset[int]:
         from portinspect import _linux
 
         return frozenset(_linux.lineage(os.getpid()))
-    import psutil
+    from portinspect import _psutil
 
-    lineage = {os.getpid()}
-    with contextlib.suppress(psutil.Error):
-        lineage.update(p.pid for p in psutil.Process().parents())
-    return frozenset(lineage)
+    return frozenset(_psutil.lineage(os.getpid()))
+
+
+@functools.cache
+def ephemeral_range() -> tuple[int, int]:
+    """The OS's range for outgoing connections' local ports.
+
+    Linux reads ip_local_port_range (default 32768-60999), macOS/BSD ask sysctl; Windows and
+    anything unreadable fall back to 49152-65535 (IANA's dynamic range, Windows' documented
+    default).
+    """
+    text: str | None = None
+    if sys.platform.startswith("linux"):
+        from portinspect import _linux
+
+        with contextlib.suppress(OSError):
+            text = _linux.ephemeral_range_text()
+    elif sys.platform == "darwin" or "bsd" in sys.platform:
+        from portinspect import _psutil
+
+        text = _psutil.ephemeral_range_text()
+    return (_range_pair(text) if text else None) or IANA_DYNAMIC
+
+
+def _range_pair(text: str) -> tuple[int, int] | None:
+    fields = text.split()
+    if len(fields) != 2 or not all(f.isascii() and f.isdigit() for f in fields):
+        return None
+    low, high = int(fields[0]), int(fields[1])
+    if not 1 <= low <= high <= 65535:
+        return None
+    return low, high
+
+
+def privileged() -> bool:
+    """Whether we see every process of this pid namespace and may signal it: root on POSIX.
+
+    False on Windows, where elevation is not a uid (the call itself answers AccessDenied).
+    """
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is not None and geteuid() == 0
+
+
+def user_name(uid: int) -> str:
+    """The user's name, or the uid as text when it has none (or on Windows)."""
+    return _user_names([uid]).get(uid, str(uid))
 
 
 def _user_names(uids: Iterable[int]) -> dict[int, str]:
@@ -388,25 +405,64 @@ def collect(
     protos: Iterable[Proto] = ALL_PROTOS,
     *,
     backend: str | None = None,
+    complete: bool = False,
 ) -> Snapshot:
     """One snapshot of the listening sockets (optionally only `ports`) and their owners.
+
+    With ports, the holders are those related to the first one found (a quick walk that
+    stops early: `list --port`). complete=True (who, kill) walks every process instead, so
+    a socket passed to an unrelated process is seen too, records for every process which
+    listening ports it holds (Snapshot.held: the app model needs to know a parent's other
+    children serve other ports) and reads the holders' cgroups (systemd units, containers).
 
     backend: "auto" (default), "linux" or "psutil"; the PORTINSPECT_BACKEND
     environment variable chooses too.
     """
     wanted = frozenset(ports) if ports is not None else None
-    sockets, hidden = _backend_sockets(frozenset(protos), wanted, backend)
+    protos = frozenset(protos)
+    if complete and wanted is not None:
+        everything, hidden = _backend_sockets(protos, None, backend)
+        sockets = [s for s in everything if s.port in wanted]
+        held = _held(everything)
+        hidden = any(not s.pids for s in sockets)
+        hidden_ports = frozenset((s.proto, s.port) for s in everything if not s.pids)
+    else:
+        sockets, hidden = _backend_sockets(protos, wanted, backend)
+        held, hidden_ports = {}, frozenset((s.proto, s.port) for s in sockets if not s.pids)
     sockets.sort(key=lambda s: (s.port, s.proto.value, s.family.value, s.address))
     holders = {pid for s in sockets for pid in s.pids}
-    processes = read_processes(holders, backend=backend)
+    processes = read_processes(holders, backend=backend, cgroups=complete)
     live = [s for s in (_without_dead(s, processes) for s in sockets) if s is not None]
-    return Snapshot(
+    return models.Snapshot(
         sockets=tuple(live),
         processes=processes,
         owners_hidden=hidden,
         self_lineage=self_lineage(backend=backend),
         user_names=_user_names(s.uid for s in live if s.uid is not None),
+        held=held,
+        hidden_ports=hidden_ports,
+        ephemeral=ephemeral_range(),
+        privileged=privileged(),
     )
+
+
+def _held(sockets: Iterable[Socket]) -> dict[int, frozenset[PortKey]]:
+    found: dict[int, set[PortKey]] = {}
+    for sock in sockets:
+        for pid in sock.pids:
+            found.setdefault(pid, set()).add((sock.proto, sock.port))
+    return {pid: frozenset(ports) for pid, ports in found.items()}
+
+
+def with_subtrees(
+    snapshot: Snapshot, roots: Iterable[int], *, backend: str | None = None
+) -> Snapshot:
+    """The snapshot with every descendant of `roots` added to its processes (who, kill)."""
+    processes = dict(snapshot.processes)
+    for root in sorted(set(roots)):
+        for pid, info in process_tree(root, backend=backend, cgroups=True).items():
+            processes.setdefault(pid, info)
+    return replace(snapshot, processes=processes)
 
 
 def _without_dead(sock: Socket, processes: Mapping[int, ProcessInfo]) -> Socket | None:
@@ -430,26 +486,31 @@ def read_source(path: str) -> str | None:
     return appsource.read_source(path)
 
 
-def process_tree(root: int, *, backend: str | None = None) -> dict[int, ProcessInfo]:
-    """The root process and all its descendants (the app tree `who` shows and `kill` stops)."""
+def process_tree(
+    root: int, *, backend: str | None = None, cgroups: bool = False
+) -> dict[int, ProcessInfo]:
+    """The root process and all its descendants."""
     if _linux_details(backend):
         from portinspect import _linux
 
         with contextlib.suppress(OSError):  # without CONFIG_PROC_CHILDREN psutil does it
-            return _linux.process_tree(root, ENV_MARKERS, reduce_env)
-    import psutil
+            return _linux.process_tree(root, ENV_MARKERS, reduce_env, cgroups=cgroups)
+    from portinspect import _psutil
 
-    try:
-        top = psutil.Process(root)
-        members = [top, *top.children(recursive=True)]
-    except psutil.Error:
-        return {}
-    tree: dict[int, ProcessInfo] = {}
-    for proc in members:
-        info = process_info(proc)
-        if info is not None:
-            tree[info.pid] = info
-    return tree
+    return _psutil.process_tree(root, ENV_MARKERS, reduce_env)
+
+
+def container_proxies(port: int) -> tuple[ProcessInfo, ...]:
+    """docker-proxy and rootless forwarders that name `port` on their command line."""
+    from portinspect.managers import container_proxy
+
+    found: list[ProcessInfo] = []
+    for pid, cmdline in command_lines():
+        info = models.ProcessInfo(pid=pid, ppid=None, name=None, user=None, cmdline=cmdline)
+        proxy = container_proxy(info)
+        if proxy is not None and proxy["host_port"] == port:
+            found.append(info)
+    return tuple(found)
 
 
 def command_lines(*, backend: str | None = None) -> list[tuple[int, tuple[str, ...]]]:
@@ -466,11 +527,6 @@ def command_lines(*, backend: str | None = None) -> list[tuple[int, tuple[str, .
         return _psutil.command_lines()
 
     return _via_backend(backend, linux, portable)
-
-
-def privileged() -> bool:
-    """True when we run as root (POSIX): every owner in our pid namespace is visible."""
-    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 # --- process trees, for run/serve's supervisor ----------------------------------------------

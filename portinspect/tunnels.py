@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from portinspect.frameworks import parse_command
+from portinspect.cmdline import parse_command
 
 # Who can reach what a tunnel publishes.
 PUBLIC = "public"  # anyone on the internet who has (or guesses) the URL
@@ -475,7 +475,7 @@ def _devtunnel(args: Sequence[str]) -> Tunnel | None:
 # One-letter options whose value is a secret, per program (long ones are found by name).
 _SHORT_SECRETS = {"bore": ("-s",)}
 
-# Program (script stem, module or executable, as frameworks.parse_command names it) -> parser.
+# Program (script stem, module or executable, as cmdline.parse_command names it) -> parser.
 # localtunnel is a node script (`node .../bin/lt.js --port 8000`); pinggy's CLI takes ssh's flags.
 _PARSERS: dict[str, Callable[[Sequence[str]], Tunnel | None]] = {
     "ssh": _ssh,

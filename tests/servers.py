@@ -1,4 +1,5 @@
-"""Real dev servers for the tests: Django, uvicorn, Flask, gunicorn, Jupyter, http.server.
+"""Real servers for the tests: Django, uvicorn, Flask, gunicorn, Jupyter, http.server, and
+hypercorn, daphne, waitress, granian, sanic, bottle and tornado for recognition.
 
 Each server binds only 127.0.0.1, on a port leased for as long as it runs (tests/support.py),
 and runs in its own session. `running()` waits until the port accepts connections and the
@@ -56,6 +57,59 @@ FLASK_APP = """\
 from flask import Flask
 
 app = Flask(__name__)
+
+
+@app.get("/")
+def root() -> str:
+    return "hello"
+"""
+
+# One module with both: the server's interface decides which app it serves (granian --interface).
+BOTH_APP = """\
+from fastapi import FastAPI
+from flask import Flask
+
+app = Flask(__name__)
+api = FastAPI()
+
+
+@app.get("/")
+def root() -> str:
+    return "hello"
+"""
+
+SANIC_APP = """\
+from sanic import Sanic
+from sanic.response import text
+
+app = Sanic("portinspect_test")
+
+
+@app.get("/")
+async def root(request: object) -> object:
+    return text("hello")
+"""
+
+TORNADO_APP = """\
+import sys
+
+import tornado.ioloop
+import tornado.web
+
+
+class Hello(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.write("hello")
+
+
+tornado.web.Application([(r"/", Hello)]).listen(int(sys.argv[1]), address="127.0.0.1")
+tornado.ioloop.IOLoop.current().start()
+"""
+
+BOTTLE_APP = """\
+import bottle
+
+app = bottle.Bottle()
 
 
 @app.get("/")
@@ -185,6 +239,48 @@ RECIPES: dict[str, Recipe] = {
             holders=3,
         ),
         Recipe("jupyter", _jupyter_argv, env=_jupyter_env),
+        # Recognition of more servers (tests/test_frameworks_real.py): one start each.
+        Recipe(
+            "hypercorn",
+            lambda port, _d: script("hypercorn", "-b", f"{HOST}:{port}", "main:app"),
+            files={"main.py": FASTAPI_APP},
+            holders=2,  # the master and its one spawned worker
+        ),
+        Recipe(
+            "daphne",
+            lambda port, _d: script("daphne", "-b", HOST, "-p", str(port), "main:app"),
+            files={"main.py": FASTAPI_APP},
+        ),
+        Recipe(
+            "waitress",
+            lambda port, _d: script("waitress-serve", f"--listen={HOST}:{port}", "app:app"),
+            files={"app.py": FLASK_APP},
+        ),
+        # granian's workers each bind a socket of their own; the master holds none.
+        Recipe(
+            "granian-wsgi",
+            lambda port, _d: script(
+                "granian", "--interface", "wsgi", "--host", HOST, "--port", str(port), "both:app"
+            ),
+            files={"both.py": BOTH_APP},
+            leader_holds=False,
+        ),
+        Recipe(
+            "sanic",
+            lambda port, _d: script("sanic", "app:app", "--host", HOST, "--port", str(port)),
+            files={"app.py": SANIC_APP},
+            holders=2,  # the main process and its server worker
+        ),
+        Recipe(
+            "bottle",
+            lambda port, _d: _py("-m", "bottle", "--bind", f"{HOST}:{port}", "app:app"),
+            files={"app.py": BOTTLE_APP},
+        ),
+        Recipe(
+            "tornado",
+            lambda port, _d: _py("app.py", str(port)),
+            files={"app.py": TORNADO_APP},
+        ),
     )
 }
 

@@ -303,11 +303,11 @@ def _everything_about(port: int) -> list[dict[str, Any]]:
 
     The rows of its TCP socket on 127.0.0.1 (the only one a test here makes on the port)."""
     listeners = api.scan(port)
-    trees = api.app_trees(listeners)
     render.list_table(listeners)
-    if listeners:
-        render.who_report(port, listeners, trees)
-    render.envelope("who", 0, {"apps": render.apps_json(listeners, trees)})
+    view = api.port_view(port)
+    if view.listeners:
+        render.who_report(view)
+    render.envelope("who", 0, {"apps": [render.app_json(app) for app in view.apps]})
     return same_socket([li.to_dict() for li in listeners], endpoint(port))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from portinspect import classifier
@@ -54,37 +52,8 @@ def test_service_names_come_from_bundled_data() -> None:
     assert classifier.service_name(47123, Proto.TCP) is None
 
 
-@pytest.mark.skipif(
-    not Path(classifier.LINUX_EPHEMERAL_FILE).exists(), reason="Linux only: reads /proc"
-)
-def test_ephemeral_range_is_the_kernels() -> None:
-    low, high = map(int, Path(classifier.LINUX_EPHEMERAL_FILE).read_text().split())
-    assert classifier.ephemeral_range() == (low, high)
-    assert classifier.is_ephemeral(low)
-    assert classifier.is_ephemeral(high)
-    assert not classifier.is_ephemeral(low - 1)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("32768\t60999\n", (32768, 60999)),
-        ("1024 65535", (1024, 65535)),
-        ("60999 32768", None),
-        ("abc def", None),
-        ("0 100", None),
-        ("", None),
-    ],
-)
-def test_range_file_parsing(text: str, expected: tuple[int, int] | None) -> None:
-    assert classifier._parse_range_pair(text) == expected
-
-
-def test_fallback_when_os_says_nothing_simulated_other_os(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Simulated: an OS with no readable range (Windows) falls back to 49152-65535."""
-    classifier.ephemeral_range.cache_clear()
-    monkeypatch.setattr(classifier.sys, "platform", "win32")
-    try:
-        assert classifier.ephemeral_range() == classifier.FALLBACK_EPHEMERAL
-    finally:
-        classifier.ephemeral_range.cache_clear()
+def test_ephemeral_is_within_the_bounds_given() -> None:
+    assert classifier.is_ephemeral(32768, (32768, 60999))
+    assert classifier.is_ephemeral(60999, (32768, 60999))
+    assert not classifier.is_ephemeral(32767, (32768, 60999))
+    assert not classifier.is_ephemeral(61000, (32768, 60999))

@@ -14,7 +14,7 @@ from portinspect.errors import ExitStatus
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 COMMAND = typer.main.get_command(app)
 # The options every command shares are documented once, in their own table.
-SHARED = {"--help", "-h", "--json", "--quiet", "-q"}
+SHARED = {"--help", "-h", "--json", "--quiet", "-q", "--wide", "-w", "--no-color"}
 
 
 def _commands() -> list[str]:
@@ -48,7 +48,15 @@ def test_exit_code_table_lists_every_code(status: ExitStatus) -> None:
 
 
 def test_shared_options_are_documented() -> None:
-    for option in ("--json", "--quiet", "--debug", "--version", "--install-completion"):
+    for option in (
+        "--json",
+        "--quiet",
+        "--wide",
+        "--no-color",
+        "--debug",
+        "--version",
+        "--install-completion",
+    ):
         assert f"`{option}" in README, option
 
 

@@ -7,26 +7,18 @@ like a developer's terminal, so the app-root walk has somewhere to stop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 import pytest
 
-from portinspect.frameworks import (
-    AppIdentity,
-    SourceReader,
-    app_root,
-    app_source_paths,
-    container_proxy,
-    describe,
-    framework_from_source,
-    identify_app,
-    is_boundary,
-    is_protected,
-    member_role,
-    normalise_argv,
-    parse_command,
-)
-from portinspect.models import ProcessInfo
+from portinspect.appspec import SourceReader, app_source_paths, framework_from_source
+from portinspect.apptree import AppModel, roles_of
+from portinspect.catalogue import ASGI, WSGI
+from portinspect.cmdline import normalise_argv, parse_command
+from portinspect.managers import container_proxy
+from portinspect.models import Family, PortKey, ProcessInfo, Proto, Snapshot, Socket
+from portinspect.signatures import describe, is_boundary, is_protected
 
 V = "/home/dev/proj/.venv/bin"
 CWD = "/home/dev/proj"
@@ -63,6 +55,50 @@ BASE = (
     proc(11, 10, "sshd: dev@pts/0", name="sshd"),
     proc(SHELL, 11, "-bash", name="bash"),
 )
+
+
+@dataclass(frozen=True)
+class AppIdentity:
+    """What list shows for one socket: the main app's framework, server and top, and the
+    role of every process the app model took in (tests/test_apptree.py has the rest)."""
+
+    framework: str | None = None
+    server: str | None = None
+    app_pid: int | None = None
+    roles: Mapping[int, str] = field(default_factory=dict)
+
+
+def model_for(
+    holders: Iterable[int],
+    processes: Mapping[int, ProcessInfo],
+    stop_pids: frozenset[int] = frozenset(),
+    read_source: SourceReader | None = None,
+    held: Mapping[int, frozenset[PortKey]] | None = None,
+) -> tuple[AppModel, Socket]:
+    sock = Socket(Proto.TCP, Family.IPV4, "127.0.0.1", 8000, pids=tuple(sorted(set(holders))))
+    snapshot = Snapshot((sock,), processes, self_lineage=stop_pids, held=dict(held or {}))
+    return AppModel(snapshot, read_source), sock
+
+
+def identify_app(
+    holders: Iterable[int],
+    processes: Mapping[int, ProcessInfo],
+    stop_pids: frozenset[int] = frozenset(),
+    read_source: SourceReader | None = None,
+) -> AppIdentity:
+    model, sock = model_for(holders, processes, stop_pids, read_source)
+    apps = model.apps([sock])
+    if not apps:
+        return AppIdentity()
+    main = apps[0]
+    return AppIdentity(main.framework, main.server, main.top, roles_of(apps))
+
+
+def tree_roles(holders: Iterable[int], processes: Mapping[int, ProcessInfo]) -> dict[int, str]:
+    """Roles of every process in the holders' apps, descendants included (who, kill)."""
+    model, sock = model_for(holders, processes)
+    apps = model.apps([sock], trees=True)
+    return {m.process.pid: m.role for app in apps for m in app.members if m.role is not None}
 
 
 def world(*procs: ProcessInfo) -> dict[int, ProcessInfo]:
@@ -116,7 +152,8 @@ def test_padding_is_stripped_and_a_title_is_split() -> None:
             "--port 1",
         ),
         ("node /p/node_modules/vite/bin/vite.js", "node", "vite", ""),
-        ("node /usr/lib/node_modules/npm/bin/npm-cli.js run dev", "node", "npm", "run dev"),
+        # npm's script is npm-cli.js: the catalogue's npm row lists both names.
+        ("node /usr/lib/node_modules/npm/bin/npm-cli.js run dev", "node", "npm-cli", "run dev"),
         ("-bash", None, "bash", ""),
     ],
 )
@@ -291,14 +328,15 @@ UVICORN_RELOAD = world(
 @pytest.mark.parametrize("holders", [[100, 102], [102]], ids=["all-sharers", "psutil-pid-only"])
 def test_uvicorn_reload_supervisor_and_server(holders: list[int]) -> None:
     app = identify_app(holders, UVICORN_RELOAD, read_source=source("fa_main.py", FASTAPI_SRC))
-    assert app == AppIdentity("fastapi", "uvicorn", 100, {100: "supervisor", 102: "server"})
-    assert member_role(UVICORN_RELOAD[101], UVICORN_RELOAD, app) == "resource_tracker"
+    # --reload is a real reloader: it restarts the server child on code changes.
+    assert app == AppIdentity("fastapi", "uvicorn", 100, {100: "reloader", 102: "server"})
+    assert tree_roles(holders, UVICORN_RELOAD)[101] == "resource_tracker"
 
 
 def test_uvicorn_reload_supervisor_alone_is_still_a_supervisor() -> None:
     # The zombie port: the server child died, the supervisor keeps the socket.
     processes = world(proc(100, SHELL, *UVICORN, "--reload"), tracker(101, 100))
-    assert identify_app([100], processes).roles == {100: "supervisor"}
+    assert identify_app([100], processes).roles == {100: "reloader"}
 
 
 def test_python_m_uvicorn_reload() -> None:
@@ -311,7 +349,7 @@ def test_python_m_uvicorn_reload() -> None:
     assert (app.server, app.app_pid, app.roles) == (
         "uvicorn",
         100,
-        {100: "supervisor", 102: "server"},
+        {100: "reloader", 102: "server"},
     )
 
 
@@ -323,9 +361,8 @@ def test_uvicorn_workers() -> None:
         spawn_child(103, 100),
     )
     app = identify_app([100, 102, 103], processes)
-    assert app == AppIdentity(
-        None, "uvicorn", 100, {100: "supervisor", 102: "worker", 103: "worker"}
-    )
+    # The --workers parent holds the socket its spawned workers share: a master.
+    assert app == AppIdentity(None, "uvicorn", 100, {100: "master", 102: "worker", 103: "worker"})
     assert identify_app([103], processes).app_pid == 100
 
 
@@ -347,7 +384,7 @@ def test_fastapi_dev() -> None:
         spawn_child(102, 100),
     )
     app = identify_app([100, 102], processes)
-    assert app == AppIdentity("fastapi", "uvicorn", 100, {100: "supervisor", 102: "server"})
+    assert app == AppIdentity("fastapi", "uvicorn", 100, {100: "reloader", 102: "server"})
 
 
 def test_uv_run_is_a_wrapper_of_the_app() -> None:
@@ -358,7 +395,7 @@ def test_uv_run_is_a_wrapper_of_the_app() -> None:
     )
     app = identify_app([100, 102], processes)
     assert app.app_pid == 90
-    assert app.roles == {90: "wrapper", 100: "supervisor", 102: "server"}
+    assert app.roles == {90: "wrapper", 100: "reloader", 102: "server"}
     # portinspect running under that same `uv run` must not take it into the app.
     assert identify_app([100, 102], processes, stop_pids=frozenset({90, SHELL})).app_pid == 100
 
@@ -378,7 +415,7 @@ def test_uvicorn_in_a_notebook_kernel_is_the_kernels_not_jupyters() -> None:
         ),
         spawn_child(201, 200),
     )
-    assert identify_app([200], processes) == AppIdentity(None, None, 200, {200: "kernel"})
+    assert identify_app([200], processes) == AppIdentity("jupyter", "kernel", 200, {200: "kernel"})
     # A spawn child of a kernel is not taken into the kernel: stopping it would lose the notebook.
     assert identify_app([201], processes).app_pid == 201
 
@@ -414,7 +451,7 @@ def test_gunicorn_master_and_workers(processes: dict[int, ProcessInfo], holders:
     assert (app.framework, app.server, app.app_pid) == ("flask", "gunicorn", 100)
     assert app.roles[100] == "master"
     assert app.roles[102] == "worker"
-    assert member_role(processes[101], processes, app) == "worker"
+    assert tree_roles(holders, processes)[101] == "worker"
 
 
 def test_gunicorn_worker_class_decides_between_asgi_and_wsgi() -> None:
@@ -494,7 +531,7 @@ def test_jupyter_and_its_kernel(script: str) -> None:
     )
     app = identify_app([100], processes)
     assert app == AppIdentity("jupyter", "jupyter", 100, {100: "server"})
-    assert member_role(processes[101], processes, app) == "kernel"
+    assert tree_roles([100], processes)[101] == "kernel"
 
 
 def test_jupyter_dispatcher_on_windows_is_a_wrapper() -> None:
@@ -626,12 +663,12 @@ HTTP = ("python", "-m", "http.server", "8000")
     ids=lambda p: p.cmdline[0],
 )
 def test_walk_stops_at_shells_terminals_and_managers(parent: ProcessInfo) -> None:
-    # Even a same-socket parent stops the walk if it is a shell or a manager.
+    # Even a same-socket parent stops the walk if it is a shell or a manager: its copy of the
+    # socket was inherited (a leaked descriptor), and it is never part of the app.
     processes = {1: BASE[0], 50: parent, 100: proc(100, 50, *HTTP)}
     assert identify_app([100], processes).app_pid == 100
     shared = identify_app([50, 100], processes)
-    assert (shared.app_pid, shared.roles) == (100, {100: "server"})
-    assert app_root(100, processes, [50, 100]) == 100
+    assert (shared.app_pid, shared.roles) == (100, {100: "server", 50: "inherited"})
 
 
 def test_walk_stops_at_pid_1_and_at_a_missing_parent() -> None:
@@ -660,7 +697,7 @@ def test_bash_c_server_under_an_interactive_shell() -> None:
 
 def test_no_visible_holder() -> None:
     assert identify_app([], {}) == AppIdentity()
-    assert identify_app([4242], {}) == AppIdentity(app_pid=4242)
+    assert identify_app([4242], {}) == AppIdentity()  # hidden: no app, no top
 
 
 def test_ppid_cycles_do_not_hang() -> None:
@@ -751,6 +788,7 @@ def test_docker_proxy() -> None:
     assert found == {
         "proxy": "docker-proxy",
         "runtime": "docker",
+        "cli": "docker",
         "proto": "tcp",
         "host_ip": "0.0.0.0",
         "host_port": 8080,
@@ -785,6 +823,7 @@ def test_rootless_forwarders(cmdline: tuple[str, ...], runtime: str) -> None:
     found = container_proxy(ProcessInfo(800, 700, None, "dev", cmdline))
     assert found is not None
     assert found["runtime"] == runtime
+    assert found["cli"] == ("podman" if runtime == "podman" else "docker")
     assert found["host_port"] is None
 
 
@@ -799,7 +838,7 @@ def test_not_a_container_proxy() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "asgi", "expected"),
+    ("text", "interface", "expected"),
     [
         (FASTAPI_SRC, None, "fastapi"),
         (FLASK_SRC, None, "flask"),
@@ -813,12 +852,12 @@ def test_not_a_container_proxy() -> None:
         ("import django.core.wsgi as w\n", None, "django"),
         ("from .app import app\n", None, None),
         ("# from fastapi import FastAPI\nx = 'import flask'\n", None, None),
-        ("from fastapi import FastAPI\nfrom flask import Flask\n", True, "fastapi"),
-        ("from fastapi import FastAPI\nfrom flask import Flask\n", False, "flask"),
+        ("from fastapi import FastAPI\nfrom flask import Flask\n", ASGI, "fastapi"),
+        ("from fastapi import FastAPI\nfrom flask import Flask\n", WSGI, "flask"),
     ],
 )
-def test_framework_from_source(text: str, asgi: bool | None, expected: str | None) -> None:
-    assert framework_from_source(text, asgi) == expected
+def test_framework_from_source(text: str, interface: str | None, expected: str | None) -> None:
+    assert framework_from_source(text, interface) == expected
 
 
 @pytest.mark.parametrize(

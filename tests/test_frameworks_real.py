@@ -1,4 +1,4 @@
-"""identify_app() against real dev servers, seen through psutil the way the scanner sees them.
+"""The app model against real dev servers, seen through psutil the way the scanner sees them.
 
 Each server is started by tests/servers.py on a loopback port leased for it. The
 processes map is built with psutil: the holders of the listening socket (all sharers,
@@ -17,9 +17,9 @@ import psutil
 import pytest
 
 from portinspect import scan
+from portinspect.apptree import AppModel, roles_of
 from portinspect.classifier import port_range
-from portinspect.frameworks import identify_app
-from portinspect.models import ProcessInfo
+from portinspect.models import Family, ProcessInfo, Proto, Snapshot, Socket
 
 from . import servers
 from .servers import Server, listens
@@ -34,7 +34,7 @@ SOURCE_LIMIT = 256 * 1024
 @dataclass(frozen=True)
 class Expected:
     framework: str | None
-    server: str
+    server: str | None
     leader_role: str  # role of the pid we started, which must be the app's top
     other_roles: tuple[str, ...] = ()  # roles of the other members, sorted
 
@@ -43,11 +43,19 @@ EXPECTED = {
     "http.server": Expected(None, "http.server", "server"),
     "django": Expected("django", "runserver", "reloader", ("server",)),
     "uvicorn": Expected("fastapi", "uvicorn", "server"),
-    "uvicorn-reload": Expected("fastapi", "uvicorn", "supervisor", ("server",)),
-    "uvicorn-workers": Expected("fastapi", "uvicorn", "supervisor", ("worker", "worker")),
+    "uvicorn-reload": Expected("fastapi", "uvicorn", "reloader", ("server",)),
+    "uvicorn-workers": Expected("fastapi", "uvicorn", "master", ("worker", "worker")),
     "flask-debug": Expected("flask", "werkzeug", "reloader", ("server",)),
     "gunicorn": Expected("flask", "gunicorn", "master", ("worker", "worker")),
     "jupyter": Expected("jupyter", "jupyter", "server"),
+    "hypercorn": Expected("fastapi", "hypercorn", "master", ("worker",)),
+    "daphne": Expected("fastapi", "daphne", "server"),
+    "waitress": Expected("flask", "waitress", "server"),
+    # The module imports FastAPI and Flask: under --interface wsgi it is served as Flask.
+    "granian-wsgi": Expected("flask", "granian", "master", ("worker",)),
+    "sanic": Expected("sanic", "sanic", "master", ("worker",)),
+    "bottle": Expected("bottle", "wsgiref", "server"),
+    "tornado": Expected("tornado", None, "server"),
 }
 
 
@@ -109,6 +117,25 @@ def _read_source(path: str) -> str | None:
 
 def _own_lineage() -> frozenset[int]:
     return frozenset({os.getpid(), *(p.pid for p in psutil.Process().parents())})
+
+
+@dataclass(frozen=True)
+class _Identity:
+    framework: str | None
+    server: str | None
+    app_pid: int | None
+    roles: dict[int, str]
+
+
+def identify_app(
+    holders: list[int], processes: dict[int, ProcessInfo], lineage: frozenset[int], read: object
+) -> _Identity:
+    """The app model's answer for one socket held by `holders`, as list would show it."""
+    sock = Socket(Proto.TCP, Family.IPV4, servers.HOST, 1, pids=tuple(holders))
+    snapshot = Snapshot((sock,), processes, self_lineage=lineage)
+    apps = AppModel(snapshot, _read_source).apps([sock])
+    main = apps[0]
+    return _Identity(main.framework, main.server, main.top, dict(roles_of(apps)))
 
 
 @pytest.mark.parametrize("real_server", sorted(EXPECTED), indirect=True)

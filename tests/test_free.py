@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from portinspect import classifier, find_free_ports, freeport, leases, scanner
+from portinspect import find_free_ports, freeport, leases, scanner
 from portinspect.errors import ExitStatus, NoFreePortError, PortInspectError, UsageError
 from portinspect.freeport import (
     Lease,
@@ -110,7 +110,7 @@ def kernel_port() -> int:
     The kernel does not read leases: it may still hand the port to an outgoing connection,
     one chance in some 28000 per connection made meanwhile.
     """
-    low, high = classifier.ephemeral_range()
+    low, high = scanner.ephemeral_range()
     return lease_port(near=(low + high) // 2, port_range=(low + 1, high - 1), allow_ephemeral=True)
 
 
@@ -176,7 +176,7 @@ def test_candidates_visit_every_port_once() -> None:
 def test_policy_skips_and_allows() -> None:
     strict = Policy.make(allow_ephemeral=False, allow_privileged=False, allow_unsafe=False)
     lax = Policy.make(allow_ephemeral=True, allow_privileged=True, allow_unsafe=True)
-    e_low, e_high = classifier.ephemeral_range()
+    e_low, e_high = scanner.ephemeral_range()
 
     def reasons(policy: Policy, *ports: int) -> list[SkipReason | None]:
         return [skip.reason if (skip := policy.skip(p)) else None for p in ports]

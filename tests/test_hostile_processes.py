@@ -97,7 +97,7 @@ def test_kill_plan_table_is_escaped(hostile_holder: Hostile) -> None:
     out = run("kill", str(port), "--dry-run")
     assert_terminal_safe(out)
     lines = out.rstrip("\n").split("\n")
-    assert lines[0] == f"port {port}, 1 process(es)"
+    assert lines[0] == f"port {port}, 1 process"
     [row] = [line for line in lines if line.lstrip().startswith(f"{pid} *")]
     assert " -c \\nimport os, signal, socket," in row  # the program's newlines, escaped
 

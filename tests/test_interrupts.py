@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from portinspect import freeport, killer
+from portinspect import freeport, kill, render
 from portinspect.cli import app
 from portinspect.errors import ExitStatus, NoFreePortError
 from portinspect.freeport import find_free_ports
@@ -120,10 +120,10 @@ def gated_env(tmp_path: Path, module: str) -> dict[str, str]:
     [
         ("typer", ["list", "--json"], "the entry point, before cli.py exists"),
         ("portinspect.freeport", ["free", "--no-lease"], "a command, before its body"),
-        ("portinspect.killer", ["kill", "--json", "P", "--dry-run"], "a command, before its body"),
+        ("portinspect.kill", ["kill", "--json", "P", "--dry-run"], "a command, before its body"),
         ("tabulate", ["list"], "a command's body"),
     ],
-    ids=["typer", "freeport", "killer", "tabulate"],
+    ids=["typer", "freeport", "kill", "tabulate"],
 )
 def test_ctrl_c_while_loading_exits_130_with_one_line(
     tmp_path: Path, module: str, args: list[str], where: str
@@ -181,8 +181,8 @@ def test_ctrl_c_between_ports_leaves_the_next_untouched() -> None:
 
     with holding() as first, holding() as second:
         ports = sorted([first.port, second.port])
-        with pytest.raises(killer.KillInterrupted) as info:
-            killer.kill_port(ports, timeout=5, on_step=interrupt)
+        with pytest.raises(kill.KillInterrupted) as info:
+            kill.kill_port(ports, timeout=5, on_step=interrupt)
         held_second = second if ports[1] == second.port else first
         assert still_running(held_second.ids) and held_second.holds_port()
     [outcome] = info.value.outcomes
@@ -190,7 +190,9 @@ def test_ctrl_c_between_ports_leaves_the_next_untouched() -> None:
     assert len(outcome.steps) == 1 and outcome.steps[0].signal == "SIGTERM"
     assert info.value.pending == (ports[1],)
     assert isinstance(info.value, KeyboardInterrupt)  # `except KeyboardInterrupt` still works
-    assert killer.interrupted_message(info.value).endswith(f"; not attempted: port {ports[1]}")
+    assert render.interrupted_message(info.value.outcomes, info.value.pending).endswith(
+        f"; not attempted: port {ports[1]}"
+    )
 
 
 # The batch guarantee, in a child (a SIGINT to the pytest process itself would end the session):
@@ -200,7 +202,7 @@ BATCH = textwrap.dedent(
     import json, os, signal, sys
     signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever this run inherited
     import psutil
-    from portinspect import killer
+    from portinspect import kill
     real = psutil.Process.send_signal
     def send_then_ctrl_c(self, sig):
         real(self, sig)
@@ -208,9 +210,9 @@ BATCH = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGINT)
     psutil.Process.send_signal = send_then_ctrl_c
     try:
-        killer.kill_port(int(sys.argv[1]), force=True)
+        kill.kill_port(int(sys.argv[1]), force=True)
         print(json.dumps({"interrupted": False}))
-    except killer.KillInterrupted as exc:
+    except kill.KillInterrupted as exc:
         [o] = exc.outcomes
         print(json.dumps({"interrupted": True, "status": o.status.value,
                           "steps": [[s.signal, list(s.pids)] for s in o.steps]}))
@@ -301,12 +303,12 @@ def test_free_gives_the_leases_back_when_its_answer_is_not_delivered(
     lease_dir: Path, monkeypatch: pytest.MonkeyPatch, failure: type[BaseException]
 ) -> None:
     """Injected: the write of the answer fails (Ctrl-C or a closed stdout while printing)."""
-    import portinspect.cli
+    import portinspect._output
 
     def broken_write(text: str, *, as_json: bool) -> None:
         raise failure
 
-    monkeypatch.setattr(portinspect.cli, "_write", broken_write)
+    monkeypatch.setattr(portinspect._output, "write", broken_write)
     result = runner.invoke(app, ["free", "--count", "3", "--near", str(lease_block(3))])
     assert leftovers(lease_dir) == []
     if failure is KeyboardInterrupt:

@@ -16,20 +16,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from portinspect import killer, scan
+from portinspect import _psutil, kill, render, scan
 from portinspect.errors import ExitStatus, UsageError
-from portinspect.killer import kill_port
-from portinspect.models import (
-    Family,
-    Holder,
-    KillOutcome,
-    KillPlan,
-    KillStatus,
-    Listener,
-    PortRange,
-    ProcessInfo,
-    Proto,
-)
+from portinspect.inputs import parse_signal
+from portinspect.kill import escalate, kill_port
+from portinspect.kill.escalate import ladder
+from portinspect.kill.plan import plan_kill
+from portinspect.models import KillOutcome, KillPlan, KillStatus, ProcessInfo
 
 from .holders import (
     HOLDER,
@@ -40,6 +33,7 @@ from .holders import (
     still_running,
     wait_gone,
 )
+from .plans import plan_for, reasons
 from .servers import Server
 from .support import (
     endpoint,
@@ -83,22 +77,6 @@ def info(pid: int, ppid: int, *argv: str, user: str = "alice") -> ProcessInfo:
     return ProcessInfo(pid=pid, ppid=ppid, name=argv[0].split("/")[-1], user=user, cmdline=argv)
 
 
-def listener(port: int, holders: list[ProcessInfo], app_pid: int | None, **kw: object) -> Listener:
-    return Listener(
-        proto=Proto.TCP,
-        family=Family.IPV4,
-        address="127.0.0.1",
-        port=port,
-        range=PortRange.REGISTERED,
-        ephemeral=False,
-        service=None,
-        exposed=False,
-        holders=tuple(Holder(h) for h in holders),
-        app_pid=app_pid,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
 GUNICORN = {
     100: info(100, 50, "gunicorn: master [app:app]"),
     101: info(101, 100, "gunicorn: worker [app:app]"),
@@ -108,8 +86,8 @@ GUNICORN = {
 
 
 def test_plan_puts_the_top_first_then_the_tree_parents_before_children() -> None:
-    li = listener(8000, [GUNICORN[100], GUNICORN[101], GUNICORN[102]], 100, server="gunicorn")
-    plan = killer.plan_kill(8000, [li], {100: GUNICORN}, user="alice", privileged=False)
+    holders = [GUNICORN[100], GUNICORN[101], GUNICORN[102]]
+    plan = plan_for(8000, holders, GUNICORN, user="alice", privileged=False)
     assert plan.blocked is None
     assert plan.pids == (100, 101, 102, 103)
     assert [t.top for t in plan.targets] == [True, False, False, False]
@@ -120,19 +98,18 @@ def test_plan_puts_the_top_first_then_the_tree_parents_before_children() -> None
 
 def test_plan_refuses_portinspects_own_lineage() -> None:
     shell = info(40, 1, "/usr/bin/python3", "holder.py")
-    li = listener(8000, [shell], 40)
-    plan = killer.plan_kill(8000, [li], {40: {40: shell}}, lineage=frozenset({40, 41}))
+    plan = plan_for(8000, [shell], {40: shell}, lineage=frozenset({40, 41}))
     assert plan.blocked is KillStatus.REFUSED
-    assert "pid 40" in plan.reasons[0] and "ancestors" in plan.reasons[0]
+    assert "pid 40" in reasons(plan)[0] and "ancestors" in reasons(plan)[0]
 
 
 def test_plan_refuses_protected_processes() -> None:
     init = info(1, 0, "/sbin/init")
     sshd = info(700, 1, "sshd: /usr/sbin/sshd -D")
     for proc in (init, sshd):
-        plan = killer.plan_kill(22, [listener(22, [proc], proc.pid)], {proc.pid: {proc.pid: proc}})
+        plan = plan_for(22, [proc], {proc.pid: proc})
         assert plan.blocked is KillStatus.REFUSED, proc
-        assert "protected" in plan.reasons[0]
+        assert "protected" in reasons(plan)[0]
 
 
 def test_plan_names_the_container_behind_docker_proxy() -> None:
@@ -140,46 +117,42 @@ def test_plan_names_the_container_behind_docker_proxy() -> None:
         "-proto tcp -host-ip 0.0.0.0 -host-port 8080 -container-ip 172.17.0.2 -container-port 80"
     )
     proxy = info(900, 800, "/usr/bin/docker-proxy", *flags.split(" "), user="root")
-    plan = killer.plan_kill(8080, [listener(8080, [proxy], 900)], {900: {900: proxy}})
+    plan = plan_for(8080, [proxy], {900: proxy})
     assert plan.blocked is KillStatus.REFUSED
     [hint] = plan.containers
     assert (hint.proxy, hint.pid, hint.container) == ("docker-proxy", 900, "172.17.0.2:80")
-    assert "`docker ps --filter publish=8080`" in plan.reasons[0]
-    assert "`docker stop <container>`" in plan.reasons[0]
+    assert "`docker ps --filter publish=8080`" in reasons(plan)[0]
+    assert "`docker stop <container>`" in reasons(plan)[0]
 
 
 def test_plan_finds_the_docker_proxy_of_a_hidden_port_by_its_command_line() -> None:
-    hidden = listener(8080, [], None, user="root", uid=0)
     proxy = info(900, 0, "docker-proxy", "-host-port", "8080", "-container-port", "80")
-    plan = killer.plan_kill(
-        8080, [hidden], {}, user="bob", privileged=False, hidden_proxies=[proxy]
-    )
+    plan = plan_for(8080, [], {}, user="bob", privileged=False, hidden_proxies=(proxy,))
     assert plan.blocked is KillStatus.REFUSED
-    assert "docker ps --filter publish=8080" in plan.reasons[0]
+    assert "docker ps --filter publish=8080" in reasons(plan)[0]
 
 
 def test_plan_for_another_users_hidden_port_says_sudo() -> None:
-    hidden = listener(8000, [], None, user="root", uid=0)
-    plan = killer.plan_kill(8000, [hidden], {}, user="bob", privileged=False)
+    plan = plan_for(8000, [], {}, user="bob", privileged=False)
     assert plan.blocked is KillStatus.PERMISSION_DENIED
-    assert plan.reasons == ("port 8000 belongs to root; run with sudo (nothing was signalled)",)
-    as_root = killer.plan_kill(8000, [hidden], {}, user="root", privileged=True)
-    assert as_root.blocked is KillStatus.REFUSED and "no visible owner" in as_root.reasons[0]
+    assert reasons(plan) == ["port 8000 belongs to root; run with sudo (nothing was signalled)"]
+    as_root = plan_for(8000, [], {}, user="root", privileged=True)
+    assert as_root.blocked is KillStatus.REFUSED and "no visible owner" in reasons(as_root)[0]
 
 
 def test_plan_with_one_foreign_process_in_the_tree_blocks_the_whole_port() -> None:
     top = info(10, 5, "/usr/bin/python3", "serve.py", user="bob")
     child = info(11, 10, "/usr/bin/python3", "helper.py", user="root")
-    li = listener(8000, [top], 10)
-    plan = killer.plan_kill(8000, [li], {10: {10: top, 11: child}}, user="bob", privileged=False)
+    tree = {10: top, 11: child}
+    plan = plan_for(8000, [top], tree, user="bob", privileged=False)
     assert plan.blocked is KillStatus.PERMISSION_DENIED
-    assert "pid 11" in plan.reasons[0] and "sudo" in plan.reasons[0]
-    root_plan = killer.plan_kill(8000, [li], {10: {10: top, 11: child}}, user="root")
+    assert "pid 11" in reasons(plan)[0] and "sudo" in reasons(plan)[0]
+    root_plan = plan_for(8000, [top], tree, user="root")
     assert root_plan.blocked is None
 
 
 def test_plan_for_a_quiet_port() -> None:
-    plan = killer.plan_kill(8000, [], {})
+    plan = plan_kill(8000, [], [])
     assert plan.blocked is KillStatus.NOT_LISTENING and plan.targets == ()
 
 
@@ -188,54 +161,59 @@ def test_plan_for_a_quiet_port() -> None:
     [("TERM", signal.SIGTERM), ("sigint", signal.SIGINT), ("15", signal.SIGTERM), ("Hup", 1)],
 )
 def test_parse_signal(text: str, expected: int) -> None:
-    assert killer.parse_signal(text) == expected
+    assert parse_signal(text) == expected
 
 
 @pytest.mark.parametrize("text", ["FOO", "", "0", "SIG", "999", "TERM\n\x1b[2J", 10**6])
 def test_parse_signal_rejects_unknown_signals(text: str | int) -> None:
     with pytest.raises(UsageError, match="unknown signal"):
-        killer.parse_signal(text)
+        parse_signal(text)
 
 
 def test_ladder_sigkill_comes_at_most_timeout_after_the_first_signal() -> None:
     term, kill = signal.SIGTERM, signal.SIGKILL
-    stages = killer.ladder(4.0, term, force=False, windows=False)
+    stages = ladder(4.0, term, force=False, windows=False)
     assert [(s.signal, s.scope, s.until) for s in stages] == [
         (term, "top", 2.0),
         (term, "tree", 4.0),
         (kill, "all", 0.0),
     ]
     assert stages[0].stop_when_tops_exit
-    [forced] = killer.ladder(4.0, term, force=True, windows=False)
+    [forced] = ladder(4.0, term, force=True, windows=False)
     assert (forced.signal, forced.scope) == (kill, "all")
-    windows = killer.ladder(4.0, term, force=False, windows=True)
+    windows = ladder(4.0, term, force=False, windows=True)
     assert [(s.signal, s.scope) for s in windows] == [(None, "top"), (None, "tree")]
+    # A manager restarts what it runs: graceful steps only, never SIGKILL.
+    managed = ladder(4.0, term, force=False, windows=False, managed=True)
+    assert [(s.signal, s.scope) for s in managed] == [(term, "top"), (term, "tree")]
 
 
 def _outcome(port: int, status: KillStatus) -> KillOutcome:
-    return KillOutcome(port, status, f"port {port}: {status}", KillPlan(port))
+    return KillOutcome(port, status, KillPlan(port), message=f"port {port}: {status}")
+
+
+def error(result: kill.KillReport) -> str | None:
+    return render.kill_error(result.status, result.failed, result.empty)
 
 
 def test_report_counts_a_range_as_one_request_and_the_worst_code_wins() -> None:
     quiet = [_outcome(p, KillStatus.NOT_LISTENING) for p in range(9000, 9005)]
     freed = _outcome(9002, KillStatus.FREED)
     outcomes = [o for o in quiet if o.port != 9002] + [freed]
-    result = killer.report(outcomes, [(9000, 9004)])
+    result = kill.report(outcomes, [(9000, 9004)])
     assert result.status is ExitStatus.OK and result.outcomes == (freed,)
-    assert result.error is None
+    assert error(result) is None
     # A port named on its own with nothing listening counts.
-    named = killer.report(
+    named = kill.report(
         [*outcomes, _outcome(8000, KillStatus.NOT_LISTENING)], [(9000, 9004), (8000, 8000)]
     )
     assert named.status is ExitStatus.NOT_LISTENING
-    assert named.error == "port 8000: not-listening"
-    held = killer.report(
-        [freed, _outcome(8000, KillStatus.STILL_HELD)], [(9002, 9002), (8000, 8000)]
-    )
+    assert error(named) == "port 8000: not-listening"
+    held = kill.report([freed, _outcome(8000, KillStatus.STILL_HELD)], [(9002, 9002), (8000, 8000)])
     assert held.status is ExitStatus.STILL_HELD
-    empty = killer.report(quiet, [(9000, 9004)])
+    empty = kill.report(quiet, [(9000, 9004)])
     assert empty.status is ExitStatus.NOT_LISTENING and empty.outcomes == ()
-    assert empty.error == "nothing is listening on port 9000-9004"
+    assert error(empty) == "nothing is listening on port 9000-9004"
 
 
 def test_statuses_map_to_the_documented_exit_codes() -> None:
@@ -246,6 +224,7 @@ def test_statuses_map_to_the_documented_exit_codes() -> None:
         "not-listening": 3,
         "permission-denied": 4,
         "still-held": 5,
+        "managed": 5,
         "refused": 5,
         "declined": 5,
         "interrupted": 130,
@@ -258,17 +237,17 @@ def test_cli_default_timeout_is_the_librarys() -> None:
     from portinspect.cli import kill_command
 
     default = inspect.signature(kill_command).parameters["timeout"].default
-    assert float(default) == killer.DEFAULT_TIMEOUT
+    assert float(default) == kill.DEFAULT_TIMEOUT
 
 
 def test_capture_refuses_a_process_whose_start_time_does_not_match() -> None:
     me = psutil.Process()
     real = ProcessInfo(pid=me.pid, ppid=None, name=None, user=None, create_time=me.create_time())
-    assert killer.capture(real) is not None
+    assert _psutil.capture(real) is not None
     reused = ProcessInfo(
         pid=me.pid, ppid=None, name=None, user=None, create_time=me.create_time() - 60
     )
-    assert killer.capture(reused) is None
+    assert _psutil.capture(reused) is None
 
 
 # -- real processes: the escalation ladder -------------------------------------------------
@@ -285,7 +264,7 @@ def test_kill_a_simple_holder_through_the_console_script() -> None:
 
 
 class DrivenClock:
-    """killer's clock, advanced by exactly what killer sleeps (and the sleeps are real, so
+    """The escalation's clock, advanced by exactly what it sleeps (and the sleeps are real, so
     the holder gets real time to die). The budget is counted on it: a loaded machine that
     stalls the process between two polls cannot make SIGKILL look late. Injected clock;
     the processes and signals are real."""
@@ -305,14 +284,14 @@ def test_sigterm_ignored_escalates_to_sigkill_within_the_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with holding(ignore_term=True) as h:
-        monkeypatch.setattr(killer, "time", DrivenClock())
+        monkeypatch.setattr(escalate, "time", DrivenClock())
         [out] = kill_port(h.port, timeout=1)
         monkeypatch.undo()
         h.assert_freed_for_good()
     assert out.status is KillStatus.FREED
     assert [(s.signal, s.scope) for s in out.steps] == [("SIGTERM", "top"), ("SIGKILL", "all")]
     # SIGKILL when the 1 s graceful budget is spent: not before, and at the first poll after.
-    assert 1.0 <= out.steps[1].at - out.steps[0].at <= 1.0 + killer.POLL
+    assert 1.0 <= out.steps[1].at - out.steps[0].at <= 1.0 + escalate.POLL
 
 
 def test_when_the_top_exits_and_its_child_holds_on_the_tree_is_signalled_at_once() -> None:
@@ -329,7 +308,8 @@ def test_when_the_top_exits_and_its_child_holds_on_the_tree_is_signalled_at_once
     ]
     # As soon as the top was seen gone, not when the tops' half of the budget (30 s) ran out.
     assert out.steps[1].at - out.steps[0].at < 30
-    assert out.plan.targets[0].role == "reloader"
+    # It re-ran its own command and serves nothing itself: it started the server.
+    assert out.plan.targets[0].role == "supervisor"
 
 
 def test_a_reloader_pair_sharing_the_socket_is_freed_by_sigterm_to_the_top() -> None:
@@ -371,8 +351,9 @@ def test_dry_run_shows_the_plan_and_signals_nothing() -> None:
         assert h.holds_port()
         assert proc.stderr == ""  # no progress: nothing was sent
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"port {h.port}, 2 process(es)"
-    assert f"{h.root.pid} *" in proc.stdout and "reloader" in proc.stdout
+    assert lines[0] == f"port {h.port}, 2 processes"
+    # Parent and child share the socket, the parent re-ran its own command: a master.
+    assert f"{h.root.pid} *" in proc.stdout and "master" in proc.stdout
     assert lines[-1].startswith("  plan: SIGTERM the top process(es) (*)")
 
 
@@ -423,7 +404,8 @@ def test_json_shape() -> None:
     [port] = doc["ports"]  # type: ignore[index]
     assert set(port) == {
         "port", "status", "exit_code", "message", "framework", "server", "targets", "reasons",
-        "containers", "steps", "signalled", "respawned", "survivors", "freed_after", "elapsed",
+        "containers", "collateral", "manager", "steps", "signalled", "respawned", "survivors",
+        "holders", "freed_after", "watched", "elapsed", "apps",
     }  # fmt: skip
     [target] = port["targets"]
     assert target == {
@@ -482,7 +464,7 @@ def test_on_a_terminal_the_plan_is_shown_and_confirmed(
     assert echoed.strip() == answer
     [port] = json.loads(document)["ports"]
     assert port["status"] == status
-    assert f"port {h.port}, 1 process(es)" in result.err
+    assert f"port {h.port}, 1 process" in result.err
     assert f"Stop them to free port {h.port}? [y/N]" in result.err
 
 
@@ -511,7 +493,7 @@ def test_kill_simulated_windows_terminates_top_then_tree(monkeypatch: pytest.Mon
 
     with holding(child=True, ignore_term=True) as h:
         [child] = h.root.children()
-        monkeypatch.setattr(killer, "WINDOWS", True)
+        monkeypatch.setattr(_psutil, "CAN_SIGNAL", False)
         monkeypatch.setattr(psutil.Process, "terminate", terminate)
         monkeypatch.setattr(psutil.Process, "send_signal", no_signals)
         [out] = kill_port(h.port, timeout=1)

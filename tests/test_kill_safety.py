@@ -1,7 +1,7 @@
 """`kill` never signals pid 0, pid 1, portinspect itself or its ancestors, nor a reused pid.
 
-Two lines of defence are tested apart: the plan refuses (killer.plan_kill), and the signal path
-(killer._Execution.signal/send, the code every signal goes through) refuses again even when
+Two lines of defence are tested apart: the plan refuses (kill.plan.plan_kill), and the signal path
+(kill.escalate.Escalation.signal/send, the code every signal goes through) refuses again even when
 handed a plan that lists those processes. Where the processes are real and precious (the pytest
 process, its ancestors, this machine's pid 1), os.kill is replaced by a spy that records and
 delivers nothing, so a broken guard fails the test instead of killing the test run.
@@ -20,25 +20,19 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psutil
 import pytest
 
-from portinspect import killer, scanner
-from portinspect.models import (
-    Family,
-    Holder,
-    KillPlan,
-    KillStatus,
-    KillTarget,
-    Listener,
-    PortRange,
-    ProcessInfo,
-    Proto,
-)
+from portinspect import _psutil, scanner
+from portinspect.kill import kill_port
+from portinspect.kill.escalate import Clock, Escalation, ladder
+from portinspect.kill.plan import Who
+from portinspect.models import KillPlan, KillStatus, KillTarget, ProcessInfo, Proto
 
+from .plans import plan_for, reasons
 from .support import (
     LOOPBACK4,
     SCRIPT,
@@ -73,21 +67,6 @@ def ancestors(lineage: frozenset[int]) -> list[int]:
 def _info(pid: int) -> ProcessInfo:
     found = scanner.read_processes([pid]).get(pid)
     return found or ProcessInfo(pid=pid, ppid=0, name=None, user=None)
-
-
-def _listener(port: int, holder: ProcessInfo) -> Listener:
-    return Listener(
-        proto=Proto.TCP,
-        family=Family.IPV4,
-        address=LOOPBACK4,
-        port=port,
-        range=PortRange.REGISTERED,
-        ephemeral=False,
-        service=None,
-        exposed=False,
-        holders=(Holder(holder),),
-        app_pid=holder.pid,
-    )
 
 
 @pytest.fixture
@@ -128,9 +107,9 @@ PROTECTED = [
 
 @pytest.mark.parametrize("proc", PROTECTED)
 def test_plan_refuses_pid_0_and_1(proc: ProcessInfo) -> None:
-    plan = killer.plan_kill(8000, [_listener(8000, proc)], {proc.pid: {proc.pid: proc}})
+    plan = plan_for(8000, [proc], {proc.pid: proc})
     assert plan.blocked is KillStatus.REFUSED
-    assert "protected" in plan.reasons[0]
+    assert "protected" in reasons(plan)[0]
 
 
 # Pids differ between runs and xdist workers, so each test walks the whole lineage itself.
@@ -141,39 +120,38 @@ def test_plan_refuses_this_process_and_each_ancestor(
 ) -> None:
     for pid in [os.getpid(), *ancestors]:
         proc = _info(pid)
-        plan = killer.plan_kill(8000, [_listener(8000, proc)], {pid: {pid: proc}}, lineage=lineage)
+        plan = plan_for(8000, [proc], {pid: proc}, lineage=lineage)
         assert plan.blocked is KillStatus.REFUSED, pid
-        assert f"pid {pid}" in plan.reasons[0], pid
+        assert f"pid {pid}" in reasons(plan)[0], pid
 
 
-def test_plan_refuses_a_tree_with_an_ancestor_in_it(
+def test_a_forged_tree_never_takes_in_one_of_ours(
     lineage: frozenset[int], ancestors: list[int]
 ) -> None:
-    """The holder is a stranger, but its app tree (forged) holds one of ours: all is refused."""
+    """The holder is a stranger, and its tree (forged: ours shown as its child) holds one of
+    ours: the app model leaves it out, so the plan cannot name it."""
     top = ProcessInfo(pid=999_999, ppid=1, name="python3", user="root", cmdline=("python3",))
     for pid in [os.getpid(), *ancestors]:
-        tree = {top.pid: top, pid: _info(pid)}
-        plan = killer.plan_kill(8000, [_listener(8000, top)], {top.pid: tree}, lineage=lineage)
-        assert plan.blocked is KillStatus.REFUSED, pid
-        assert pid in plan.pids and f"pid {pid}" in " ".join(plan.reasons), pid
+        forged = replace(_info(pid), ppid=top.pid)
+        plan = plan_for(8000, [top], {top.pid: top, pid: forged}, lineage=lineage)
+        assert pid not in plan.pids, pid
+        assert plan.pids == (top.pid,), pid
 
 
 # -- the signal path refuses, whatever the plan says ------------------------------------------
 
 
-def _forged_execution(pids: list[int], lineage: frozenset[int]) -> killer._Execution:
-    """An execution of a plan that wrongly lists pids, with real psutil handles for them."""
+def _forged_execution(pids: list[int], lineage: frozenset[int]) -> Escalation:
+    """An escalation of a plan that wrongly lists pids, with real handles for them."""
     targets = tuple(KillTarget(_info(pid), None, i == 0, True) for i, pid in enumerate(pids))
-    handles = {pid: psutil.Process(pid) for pid in pids}
-    return killer._Execution(
+    handles = {pid: _psutil.Handle(psutil.Process(pid)) for pid in pids}
+    return Escalation(
         KillPlan(8000, targets),
         handles,
-        lineage=lineage,
-        user="root",
-        privileged=True,
-        inodes=(),
-        t0=time.monotonic(),
-        on_step=None,
+        protos=frozenset({Proto.TCP}),
+        who=Who("root", True, lineage),
+        clock=Clock(),
+        inodes=set(),
     )
 
 
@@ -183,8 +161,8 @@ def test_signal_path_never_signals_init_us_or_an_ancestor(
     for pid in [1, os.getpid(), *ancestors]:
         execution = _forged_execution([pid], lineage)
         for sig in (signal.SIGTERM, signal.SIGKILL, None):
-            assert execution.signal(psutil.Process(pid), sig) is False, (pid, sig)
-        for stage in killer.ladder(0.1, signal.SIGTERM, force=False, windows=False):
+            assert execution.signal(_psutil.Handle(psutil.Process(pid)), sig) is False, (pid, sig)
+        for stage in ladder(0.1, signal.SIGTERM, force=False, windows=False):
             execution.send(stage)
         assert execution.steps == [] and execution.signalled == [], pid
     assert _signals(os_kill_spy) == []
@@ -194,14 +172,14 @@ def test_whole_forged_lineage_in_one_batch(
     os_kill_spy: list[tuple[int, int]], lineage: frozenset[int]
 ) -> None:
     execution = _forged_execution(sorted(lineage), lineage)
-    [stage] = killer.ladder(1.0, signal.SIGTERM, force=True, windows=False)
+    [stage] = ladder(1.0, signal.SIGTERM, force=True, windows=False)
     execution.send(stage)
     assert execution.steps == [] and _signals(os_kill_spy) == []
 
 
 def test_kill_port_held_by_this_process_is_refused(os_kill_spy: list[tuple[int, int]]) -> None:
     with listening(LOOPBACK4) as sock:
-        [out] = killer.kill_port(port_of(sock), timeout=1)
+        [out] = kill_port(port_of(sock), timeout=1)
     assert out.status is KillStatus.REFUSED and out.signalled == ()
     assert f"pid {os.getpid()}" in out.message and "ancestors" in out.message
     assert _signals(os_kill_spy) == []
@@ -252,7 +230,7 @@ def test_capture_refuses_a_start_time_one_clock_tick_off() -> None:
     for delta in (0.01, -0.01):
         seen = ProcessInfo(pid=me.pid, ppid=None, name=None, user=None,
                            create_time=me.create_time() + delta)  # fmt: skip
-        assert killer.capture(seen) is None, delta
+        assert _psutil.capture(seen) is None, delta
 
 
 # -- pid reuse, forced in a private pid namespace ---------------------------------------------
@@ -261,8 +239,10 @@ REUSE = textwrap.dedent(
     """
     import json, os, signal, subprocess, sys, time
     import psutil
-    from portinspect import killer
-    from portinspect.models import KillPlan, KillTarget, ProcessInfo
+    from portinspect import _psutil
+    from portinspect.kill.escalate import Clock, Escalation, ladder
+    from portinspect.kill.plan import Who
+    from portinspect.models import KillPlan, KillTarget, ProcessInfo, Proto
 
     SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
     spawned = time.monotonic()
@@ -270,7 +250,7 @@ REUSE = textwrap.dedent(
     started = psutil.Process(victim.pid).create_time()
     info = ProcessInfo(pid=victim.pid, ppid=os.getpid(), name="python", user="root",
                        cmdline=tuple(SLEEPER), create_time=started)
-    handle = killer.capture(info)  # discovery: the handle every signal goes through
+    handle = _psutil.capture(info)  # discovery: the handle every signal goes through
     assert handle is not None
     victim.kill()
     victim.wait()
@@ -291,19 +271,19 @@ REUSE = textwrap.dedent(
     if impostor is None:
         print(json.dumps({"skip": "the pid was not handed out again"}))
         sys.exit(0)
-    plan = KillPlan(1, (KillTarget(info, "server", True, True),))
-    execution = killer._Execution(plan, {info.pid: handle}, lineage=frozenset({os.getpid()}),
-                                  user="root", privileged=True, inodes=(),
-                                  t0=time.monotonic(), on_step=None)
+    plan = KillPlan(1, (KillTarget(info, None, True, True),))
+    execution = Escalation(plan, {info.pid: handle}, protos=frozenset({Proto.TCP}),
+                           who=Who("root", True, frozenset({os.getpid()})), clock=Clock(),
+                           inodes=set())
     result = {"pid": victim.pid, "same_pid": impostor.pid == victim.pid}
     result["signal"] = [execution.signal(handle, s) for s in (signal.SIGTERM, signal.SIGKILL)]
-    for stage in killer.ladder(0.1, signal.SIGTERM, force=False, windows=False):
+    for stage in ladder(0.1, signal.SIGTERM, force=False, windows=False):
         execution.send(stage)
-    [forced] = killer.ladder(0.1, signal.SIGTERM, force=True, windows=False)
+    [forced] = ladder(0.1, signal.SIGTERM, force=True, windows=False)
     execution.send(forced)
     result["steps"] = len(execution.steps)
-    result["alive"] = killer.alive(handle)
-    result["recaptured"] = killer.capture(info) is not None
+    result["alive"] = handle.alive()
+    result["recaptured"] = _psutil.capture(info) is not None
     # Untouched, proven at once rather than by waiting to see it die: a signal sent to it
     # would still be pending (SigPnd/ShdPnd), or it would have exited.
     pending = 0

@@ -25,7 +25,7 @@ import pytest
 if not sys.platform.startswith("linux"):
     pytest.skip("Linux-only reader", allow_module_level=True)
 
-from portinspect import _linux, scanner
+from portinspect import _linux, _psutil, scanner
 from portinspect.models import ProcessInfo
 
 from .support import is_root, lease_port, nobody, wait_until
@@ -33,7 +33,7 @@ from .support import is_root, lease_port, nobody, wait_until
 
 def _psutil_view(pid: int) -> ProcessInfo | None:
     try:
-        return scanner.process_info(psutil.Process(pid))
+        return _psutil.process_info(psutil.Process(pid), scanner.ENV_MARKERS)
     except psutil.Error:
         return None
 

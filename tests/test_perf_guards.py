@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from portinspect import classifier, frameworks, render
+from portinspect import apptree, classifier, render
 from portinspect.models import Family, ProcessInfo, Proto, Snapshot, Socket
 
 from .support import LOOPBACK4, endpoint_of, forked_holders, listening, port_of, same_socket
@@ -160,15 +160,18 @@ def test_app_is_identified_once_per_set_of_holders(monkeypatch: pytest.MonkeyPat
         reads.append(path)
         return "from fastapi import FastAPI\napp = FastAPI()\n"
 
-    expected = [classifier.classify_socket(s, snapshot, read_source) for s in snapshot.sockets]
+    expected = [
+        classifier.classify_socket(s, apptree.AppModel(snapshot, read_source))
+        for s in snapshot.sockets
+    ]
     calls = []
-    real = frameworks.identify_app
+    real = apptree._Climb.apps
 
-    def counting(*args: object, **kwargs: object) -> object:
-        calls.append(args[0])
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+    def counting(self: apptree._Climb, trees: bool) -> object:
+        calls.append(self.holders)
+        return real(self, trees)
 
-    monkeypatch.setattr("portinspect.classifier.identify_app", counting)
+    monkeypatch.setattr(apptree._Climb, "apps", counting)
     reads.clear()
     listeners = classifier.classify(snapshot, read_source)
     assert listeners == expected

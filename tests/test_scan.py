@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 import portinspect
-from portinspect import api, classifier, scan
+from portinspect import api, scan, scanner
 from portinspect.errors import UsageError
 from portinspect.models import Family, PortRange, Proto
 
@@ -63,13 +63,13 @@ def test_tcp_ipv4_listener_with_its_owner(backend: str) -> None:
     assert li.cmdline == tuple(me.cmdline())
     assert li.cwd == os.getcwd()
     assert li.exposed is False
-    low, high = classifier.ephemeral_range()
+    low, high = scanner.ephemeral_range()
     assert li.ephemeral is (low <= port <= high)
     assert li.range is (PortRange.DYNAMIC if port >= 49152 else PortRange.REGISTERED)
 
 
 def test_a_port_in_the_ephemeral_range_is_marked_so(backend: str) -> None:
-    low, high = classifier.ephemeral_range()
+    low, high = scanner.ephemeral_range()
     port = lease_port(near=(low + high) // 2, port_range=(low, high), allow_ephemeral=True)
     with listening(LOOPBACK4, port=port) as sock:
         li = _only(scan(port, backend=backend), endpoint_of(sock))
@@ -148,8 +148,10 @@ def test_socket_shared_with_a_forked_child_has_both_holders(backend: str) -> Non
         with forked_holders() as [child]:
             li = _only(scan(port, backend=backend), endpoint_of(sock))
     assert {h.process.pid for h in li.holders} == {os.getpid(), child}
-    # The parent is the top of the tree, so it comes first.
-    assert li.pid == os.getpid()
+    # The parent is this very process, portinspect's own lineage, which the app model never
+    # takes in: the fork is the app, and our copy is an inherited one.
+    assert li.pid == child and li.app_pid == child
+    assert li.roles[os.getpid()] == "inherited"
 
 
 def test_port_filter_returns_only_those_ports(backend: str) -> None:

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from portinspect import freeport, killer, scanner
+from portinspect import freeport, scanner
 from portinspect.errors import ExitStatus
+from portinspect.kill import escalate, kill_port
 
 from .holders import holding
 from .support import LOOPBACK4, SCRIPT, bound_without_reuse, lease_port, listening
@@ -163,7 +164,7 @@ def test_a_kill_that_needed_sigkill_always_says_when_the_port_was_freed(
     That instant cannot be aimed at for real: the one stale poll is simulated by replaying
     the last answer that showed the socket, once, the first time the table shows it gone.
     """
-    real = killer.port_sockets
+    real = escalate.port_sockets
     seen: list[dict[int, frozenset[int | None]]] = []
     replayed: list[bool] = []
 
@@ -176,9 +177,9 @@ def test_a_kill_that_needed_sigkill_always_says_when_the_port_was_freed(
             seen.append(now)
         return now
 
-    monkeypatch.setattr(killer, "port_sockets", one_stale_poll)
+    monkeypatch.setattr(escalate, "port_sockets", one_stale_poll)
     with holding(port=free_port, ignore_term=True) as holder:
-        [outcome] = killer.kill_port(free_port, timeout=0.3)
+        [outcome] = kill_port(free_port, timeout=0.3)
         assert holder.popen.wait(timeout=30) == -signal.SIGKILL
     assert replayed, "the simulated stale poll never happened"
     assert outcome.status.value == "freed"
