@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import select
 import subprocess
 import sys
@@ -15,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from portinspect import freeport, scan
+from portinspect import scan
 from portinspect._typer_app import ORDER
 
-from .support import SCRIPT, run_cli, wait_until
+from .support import SCRIPT, lease_port, run_cli, wait_until
 from .terminal import ANSI, on_terminal, too_wide
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
@@ -34,8 +33,8 @@ HOLDER = (
 
 @pytest.fixture
 def holder() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """A process listening on a leased port (away from the 15000 crowd), stopped by pid."""
-    [port] = freeport.find_free_ports(random.randrange(30000, 32000), release_on_exit=True)
+    """A process listening on a port leased for the test, stopped by pid."""
+    port = lease_port()
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(port)], stdin=subprocess.PIPE)
     try:
         wait_until(
@@ -46,7 +45,6 @@ def holder() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        freeport.release_leases([port])
 
 
 # --- colour -----------------------------------------------------------------------------------

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
 
-from portinspect import _output, freeport
+from portinspect import _output
 from portinspect.cli import app
 
-from .support import run_cli
+from .support import lease_port, lease_scope, run_cli
 from .terminal import Pair, http_server_pair, on_terminal, too_wide
 
 WIDTHS = [40, 60, 80, 120, 200]
@@ -29,13 +28,10 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    # Leased for the whole module, away from the ports other tests crowd (15000 up).
-    [port] = freeport.find_free_ports(random.randrange(30000, 32000), release_on_exit=True)
-    try:
-        with http_server_pair(port) as servers:
+    # Leased from the suite's allocator for the whole module, held while the servers run.
+    with lease_scope():
+        with http_server_pair(lease_port()) as servers:
             yield servers
-    finally:
-        freeport.release_leases([port])
 
 
 @pytest.fixture
