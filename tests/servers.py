@@ -10,7 +10,9 @@ stops the whole tree by pid, SIGTERM first, whatever the test did.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -185,6 +187,20 @@ def _jupyter_argv(port: int, root: Path) -> list[str]:
     )  # fmt: skip
 
 
+NPM_PACKAGE = json.dumps(
+    {
+        "name": "portinspect-test",
+        "private": True,
+        "scripts": {"serve": f"{shlex.quote(sys.executable)} -m http.server --bind {HOST}"},
+    }
+)
+
+
+def _npm_env(root: Path) -> dict[str, str]:
+    # No update check (no network here) and npm's cache and logs under the test's directory.
+    return {"npm_config_update_notifier": "false", "npm_config_cache": str(root / ".npm")}
+
+
 def _py(*args: str) -> list[str]:
     return [sys.executable, *args]
 
@@ -280,6 +296,15 @@ RECIPES: dict[str, Recipe] = {
             "tornado",
             lambda port, _d: _py("app.py", str(port)),
             files={"app.py": TORNADO_APP},
+        ),
+        # `npm run serve`: npm starts `sh -c` with the script, which starts the server; npm
+        # itself holds nothing (research §2.2). Needs node and npm, never the registry.
+        Recipe(
+            "npm-run",
+            lambda port, _d: ["npm", "run", "--silent", "serve", "--", str(port)],
+            files={"package.json": NPM_PACKAGE},
+            leader_holds=False,
+            env=_npm_env,
         ),
     )
 }
