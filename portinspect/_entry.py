@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from portinspect import _stdfds
+
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """The console script (argv None: sys.argv) or an in-process call with argv.
@@ -56,41 +58,9 @@ def _end(code: object) -> NoReturn:
     os._exit(status)
 
 
-# The standard fds that were closed when we started, now on /dev/null.
-_FILLED: list[int] = []
-
-
-def _open_std_fds() -> None:
-    """Put /dev/null on fds 0-2 when the caller closed them (`>&-`, `2>&-`).
-
-    Else the next file we open (a netlink socket, a lease file) would get the lowest free
-    number, 1 or 2, and anything written to "stdout" or "stderr" below Python (a C library,
-    a child) would land in it. Python has already seen them closed: sys.stdout or sys.stderr
-    stays None, which is how the CLI knows its output has nowhere to go.
-    """
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                null = os.open(os.devnull, os.O_RDWR)
-                if null != fd:
-                    os.dup2(null, fd)
-                    os.close(null)
-                _FILLED.append(fd)
-
-
-def reclose_std_fds() -> None:
-    """Close again the fds _open_std_fds filled: before exec'ing a command (`wait -- CMD`),
-    which must find them closed, as the user left them."""
-    while _FILLED:
-        with contextlib.suppress(OSError):
-            os.close(_FILLED.pop())
-
-
 def _main(argv: Sequence[str] | None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
-    _open_std_fds()
+    _stdfds.fill()
     try:
         from portinspect import cli
 

@@ -156,8 +156,8 @@ def _printable(text: str) -> str:
     if text.isascii() and text.isprintable():  # most messages: nothing to escape, no import
         return text
     try:
-        from portinspect.render.common import clean
-    except Exception:  # a broken install: what failed may be render itself
+        from portinspect.safetext import clean
+    except Exception:  # a broken install: what failed may be this very import
         return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return clean(text)
 

@@ -38,7 +38,7 @@ def unexpected(exc: BaseException, debug: bool) -> str:
         import traceback  # here: 2.5 ms of imports that only --debug needs
 
         traceback.print_exception(exc)
-    from portinspect.render.common import clean
+    from portinspect.safetext import clean
 
     message = clean(" ".join(str(exc).split()), 400) or type(exc).__name__
     hint = "" if debug else " (run with --debug for the traceback)"

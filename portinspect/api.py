@@ -117,7 +117,7 @@ def port_state(port: int, *, backend: str | None = None) -> PortState:
     """What may make a bind on `port` fail though nothing listens there: sockets bound to it
     without listening, TIME_WAIT and other connections using it as their local port, and
     the binds a server would make, tried the way `free` tries them (closed at once)."""
-    from portinspect import freeport
+    from portinspect import bindprobe
     from portinspect.models.app import PortState
 
     states = scanner.local_port_states(port, backend=backend)
@@ -127,11 +127,11 @@ def port_state(port: int, *, backend: str | None = None) -> PortState:
         name = "bound" if state in ("close", "bound-inactive") else state
         sockets[name] = sockets.get(name, 0) + count
     uid = scanner.taken_ports({Proto.TCP}, backend=backend)[1].get(port)
-    failure = freeport.Prober({Proto.TCP}).failure(port)
+    failure = bindprobe.Prober({Proto.TCP}).failure(port)
     bind_error = None
     if failure is not None:
         proto, host, code = failure
-        bind_error = (host, proto.value, freeport.errno_text(code))
+        bind_error = (host, proto.value, bindprobe.errno_text(code))
     low, high = scanner.ephemeral_range()
     user = None if uid is None else scanner.user_name(uid)
     return PortState(port, sockets, user, bind_error, ephemeral=low <= port <= high)

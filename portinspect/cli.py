@@ -421,13 +421,13 @@ def _run_command(argv: list[str]) -> int:
     for name in ("SIGPIPE", "SIGXFSZ"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
-    from portinspect import _entry
+    from portinspect import _stdfds
 
-    _entry.reclose_std_fds()  # the command gets its streams as the user left them
+    _stdfds.reclose()  # the command gets its streams as the user left them
     try:
         os.execvp(argv[0], argv)  # noqa: S606 (no shell on purpose: argv as the user gave it)
     except OSError as exc:
-        from portinspect.render.common import clean
+        from portinspect.safetext import clean
 
         missing = isinstance(exc, FileNotFoundError)
         status = ExitStatus.COMMAND_NOT_FOUND if missing else ExitStatus.CANNOT_RUN

@@ -15,32 +15,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import PurePath
 from typing import Any
 
 from portinspect.cmdline import Command, normalise_argv, parse_command
 from portinspect.errors import UsageError
 from portinspect.models import Listener, ProcessInfo
+from portinspect.models.audit import LEVELS as LEVELS
+from portinspect.models.audit import Level as Level
 from portinspect.signatures import Signature, describe
-
-
-class Level(str, Enum):
-    CRITICAL = "critical"  # code execution for whoever reaches it
-    HIGH = "high"  # a development server, or a database without authentication
-    MEDIUM = "medium"  # anything else reachable that is not a production server
-    INFO = "info"  # production servers bound on purpose; loopback-only services
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK = {Level.INFO: 0, Level.MEDIUM: 1, Level.HIGH: 2, Level.CRITICAL: 3}
-LEVELS = tuple(sorted(Level, key=lambda lv: -lv.rank))  # critical first
 
 
 def parse_level(text: str, what: str = "--fail-on") -> Level:

@@ -26,19 +26,18 @@ a caller that died.
 
 from __future__ import annotations
 
-import errno
 import functools
-import os
-import socket
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from portinspect import _interrupts, inputs, scanner
+from portinspect.bindprobe import PROBE_ADDRESSES as PROBE_ADDRESSES
+from portinspect.bindprobe import Prober as Prober
+from portinspect.bindprobe import bind_error as bind_error
+from portinspect.bindprobe import errno_text as errno_text
 from portinspect.data import read_text
 from portinspect.errors import NoFreePortError, UsageError
 from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port
@@ -52,6 +51,9 @@ from portinspect.leases import LeaseStore as LeaseStore
 from portinspect.leases import lease_directory as lease_directory
 from portinspect.leases import release_leases as release_leases
 from portinspect.models import Proto
+from portinspect.models.free import Skip as Skip
+from portinspect.models.free import SkipReason as SkipReason
+from portinspect.safetext import clean
 
 if TYPE_CHECKING:
     from portinspect.models import Listener
@@ -64,41 +66,6 @@ DEFAULT_NEAR = 15000
 MIN_LEASE_SECONDS = 0.001
 MAX_COUNT = 1000
 PRIVILEGED_BELOW = 1024
-
-
-class SkipReason(str, Enum):
-    HELD = "held"  # the scan saw a listener on the port
-    BOUND = "bound"  # the scan saw a TCP socket bound to it, not listening (Linux 6.8+)
-    UNBINDABLE = "unbindable"  # a bind probe failed (bound without listening, EACCES...)
-    LEASED = "leased"  # another portinspect caller holds an unexpired lease
-    EPHEMERAL = "ephemeral"  # the OS gives these to outgoing connections
-    PRIVILEGED = "privileged"  # below 1024
-    UNSAFE = "unsafe"  # browsers refuse to load it (ERR_UNSAFE_PORT)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """Why one candidate port was not handed out."""
-
-    port: int
-    reason: SkipReason
-    # One line for humans: "held by pid 4242 (uvicorn) on 127.0.0.1 tcp".
-    detail: str
-    # The holding process, or the process that took the lease. None when the owner is
-    # hidden (another user's socket and we are not root), unknown, or not asked for: holders
-    # are only looked up when an explain callback is given.
-    pid: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "port": self.port,
-            "reason": self.reason.value,
-            "detail": self.detail,
-            "pid": self.pid,
-        }
 
 
 ExplainCallback = Callable[[Skip], None]
@@ -166,84 +133,6 @@ class Policy(NamedTuple):
 
 
 # --- bind probes ------------------------------------------------------------------------------
-
-# Probe the addresses a server may use. IPv6 ones get IPV6_V6ONLY so each family is tested on
-# its own: a dual-stack probe on :: would pass when only 0.0.0.0 is free, or the reverse.
-PROBE_ADDRESSES: tuple[tuple[socket.AddressFamily, str], ...] = (
-    (socket.AF_INET, "127.0.0.1"),
-    (socket.AF_INET, "0.0.0.0"),
-    (socket.AF_INET6, "::1"),
-    (socket.AF_INET6, "::"),
-)
-_KINDS = {Proto.TCP: socket.SOCK_STREAM, Proto.UDP: socket.SOCK_DGRAM}
-
-
-def _codes(*names: str) -> frozenset[int]:
-    # Windows reports socket errors as WSA codes (WSAEADDRNOTAVAIL = 10049), not POSIX errnos.
-    return frozenset(getattr(errno, n) for n in names if hasattr(errno, n))
-
-
-# The address or family does not exist here (no IPv6, or ::1 missing on lo): skip that address.
-_ABSENT = _codes(
-    "EADDRNOTAVAIL", "EAFNOSUPPORT", "EPROTONOSUPPORT", "WSAEADDRNOTAVAIL", "WSAEAFNOSUPPORT"
-)
-
-
-def bind_error(family: socket.AddressFamily, proto: Proto, host: str, port: int) -> int | None:
-    """The errno of binding host:port the way a server would, or None when the bind works.
-
-    TCP sets SO_REUSEADDR, as servers do, so a port whose old connections sit in TIME_WAIT
-    counts as free; a LISTEN socket still conflicts on every OS. UDP must not: on Linux
-    SO_REUSEADDR lets two UDP sockets share a port, and the probe would pass a held port.
-    Windows gets no SO_REUSEADDR at all: there it means "steal the port".
-    """
-    try:
-        sock = socket.socket(family, _KINDS[proto])
-    except OSError as exc:
-        return exc.errno or errno.EAFNOSUPPORT
-    try:
-        if proto is Proto.TCP and sys.platform != "win32":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        return exc.errno or errno.EINVAL
-    finally:
-        sock.close()
-    return None
-
-
-class Prober:
-    """Bind probes for one search; remembers the addresses this host does not have."""
-
-    def __init__(self, protos: Iterable[Proto]) -> None:
-        self.protos = sorted(protos)
-        self.absent: set[tuple[Proto, str]] = set()
-
-    def failure(self, port: int) -> tuple[Proto, str, int] | None:
-        """(proto, address, errno) of the first bind that fails, or None when all work."""
-        for proto in self.protos:
-            for family, host in PROBE_ADDRESSES:
-                if (proto, host) in self.absent:
-                    continue
-                code = bind_error(family, proto, host, port)
-                if code is None:
-                    continue
-                if code in _ABSENT:
-                    self.absent.add((proto, host))
-                    continue
-                return proto, host, code
-        return None
-
-
-def errno_text(code: int) -> str:
-    """'address already in use (EADDRINUSE)'."""
-    name = errno.errorcode.get(code, str(code))
-    return f"{os.strerror(code).lower()} ({name})"
-
-
-# --- the search -------------------------------------------------------------------------------
 
 
 def _protos(tcp: bool, udp: bool) -> frozenset[Proto]:
@@ -594,8 +483,6 @@ def _named(skip: Skip, listener: Listener | None) -> Skip:
     """The held-port skip with its holder: pid and program, or the user when hidden from us."""
     if listener is None:
         return replace(skip, detail="held by a listener (gone since the scan)")
-    from portinspect.render import clean  # only with --explain: render is a large import
-
     where = f"on {listener.address} {listener.proto}"
     if listener.owner_hidden:
         user = clean(listener.user, 40) or "another user"

@@ -47,6 +47,7 @@ from typing import NamedTuple
 from portinspect import _interrupts
 from portinspect.errors import PortInspectError
 from portinspect.inputs import is_port
+from portinspect.safetext import clean
 
 LEASE_DIR_ENV = "PORTINSPECT_LEASE_DIR"
 # Long enough for a CI step to start a server that runs migrations first; short enough that a port
@@ -101,8 +102,6 @@ class LeaseDirWarning(UserWarning):
 
 def _shown(path: str) -> str:
     """A path for a message: it may come from the environment or another user's names."""
-    from portinspect.render import clean  # only on error paths: render is a large import
-
     return clean(path, 300)
 
 

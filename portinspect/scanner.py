@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from portinspect import models
 from portinspect.models import ALL_PROTOS, IANA_DYNAMIC, PortKey, Proto
+from portinspect.safetext import clean
 
 if TYPE_CHECKING:
     from portinspect.models import InterfaceAddress, ProcessInfo, Snapshot, Socket
@@ -94,7 +95,6 @@ def _choice(backend: str | None) -> str:
     choice = backend or os.environ.get(BACKEND_ENV) or "auto"
     if choice not in BACKENDS:
         from portinspect.errors import UsageError
-        from portinspect.render import clean
 
         source = "backend" if backend else BACKEND_ENV
         shown = clean(choice, 40)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from portinspect.models.app import Role as Role
     from portinspect.models.app import Stop as Stop
     from portinspect.models.app import WhoReport as WhoReport
+    from portinspect.models.free import Skip as Skip
+    from portinspect.models.free import SkipReason as SkipReason
     from portinspect.models.kill import (
         ContainerHint as ContainerHint,
     )
@@ -96,6 +98,7 @@ _LAZY = {
         ("App", "Boundary", "Manager", "Member", "PortState", "PortView", "Role", "Stop"), "app"
     ),
     "WhoReport": "app",
+    **dict.fromkeys(("Skip", "SkipReason"), "free"),
     **dict.fromkeys(
         (
             "ContainerHint",

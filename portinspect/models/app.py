@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from portinspect.models import Listener, PortKey, ProcessInfo, Proto, Snapshot
 
 if TYPE_CHECKING:
-    from portinspect.audit import Finding
+    from portinspect.models.audit import Finding
 
 
 class Role(str, Enum):

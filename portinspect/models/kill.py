@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from portinspect.errors import ExitStatus
 from portinspect.models import PortKey, ProcessInfo
 from portinspect.models.app import App, Manager, Role
+from portinspect.status import ExitStatus
 
 
 class KillStatus(str, Enum):

@@ -1,9 +1,9 @@
 """What every renderer shares: terminal-safe text, the screen it goes to, tables that fit it.
 
 Every string that came from another process (command lines, cwd, names) goes through
-`clean()` before it reaches a terminal: a hostile process title must not be able to move the
-cursor, recolour the screen or break a row in two. Colour codes are added only here
-(`paint`), after cleaning, so any escape in a rendered string is ours.
+`clean()` (from portinspect.safetext) before it reaches a terminal: a hostile process title
+must not be able to move the cursor, recolour the screen or break a row in two. Colour codes
+are added only here (`paint`), after cleaning, so any escape in a rendered string is ours.
 
 A Screen says how wide the reader's screen is (None: no limit, for pipes, files and --wide)
 and whether colour may be used; _output.screen() decides it, renderers only obey it.
@@ -17,34 +17,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, NamedTuple
 
+from portinspect.safetext import ELLIPSIS as ELLIPSIS
+from portinspect.safetext import clean as clean
+
 if TYPE_CHECKING:
     from portinspect.models import PortKey, ProcessInfo
-
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F)}
-_CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
-# Bidi overrides and isolates reorder what follows them on screen; show them escaped.
-_CONTROL.update({c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
-_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xA0)})  # C1 controls (CSI = 0x9b)
-# The marks that reorder neutral text (ALM, LRM, RLM), and the Unicode line and paragraph
-# separators, which str.splitlines() and some terminals take for a new line.
-_CONTROL.update({c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029)})
-# A byte that was not UTF-8 in a command line or cwd arrives as a lone surrogate
-# (surrogateescape): written raw, 0x9b alone is CSI to a terminal in a legacy encoding.
-_CONTROL.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
-_CONTROL.update({c: f"\\u{c:04x}" for c in (*range(0xD800, 0xDC80), *range(0xDD00, 0xE000))})
-
-ELLIPSIS = "…"
-
-
-def clean(text: str | None, width: int | None = None) -> str:
-    """One printable line: control characters escaped, optionally cut to width."""
-    if not text:
-        return ""
-    out = text.translate(_CONTROL)
-    if width is not None and len(out) > width:
-        out = out[: width - 1] + ELLIPSIS
-    return out
-
 
 # --- the screen -----------------------------------------------------------------------------
 
