@@ -40,7 +40,7 @@ from portinspect.bindprobe import bind_error as bind_error
 from portinspect.bindprobe import errno_text as errno_text
 from portinspect.data import read_text
 from portinspect.errors import NoFreePortError, UsageError
-from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port
+from portinspect.inputs import MAX_PORT, MIN_PORT, check_count, check_seconds, is_port, spans
 from portinspect.leases import DEFAULT_LEASE_SECONDS as DEFAULT_LEASE_SECONDS
 from portinspect.leases import LEASE_DIR_ENV as LEASE_DIR_ENV
 from portinspect.leases import MAX_LEASE_SECONDS as MAX_LEASE_SECONDS
@@ -525,20 +525,6 @@ _ALLOW_FLAG = {
     SkipReason.PRIVILEGED: "--allow-privileged",
     SkipReason.UNSAFE: "--allow-unsafe",
 }
-
-
-def spans(ports: Iterable[int]) -> str:
-    """6000, 6665, 6666, 6667 -> '6000, 6665-6667'."""
-    ordered = sorted(set(ports))
-    parts: list[str] = []
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ", ".join(parts)
 
 
 def explain_lines(skips: Sequence[Skip]) -> list[str]:

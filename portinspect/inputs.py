@@ -317,3 +317,17 @@ def parse_signal(value: str | int) -> int:
         raise UsageError(
             f"unknown signal {shown}: expected a name such as TERM, INT, HUP or KILL"
         ) from None
+
+
+def spans(ports: Iterable[int]) -> str:
+    """6000, 6665, 6666, 6667 -> '6000, 6665-6667': a set of ports the way users write them."""
+    ordered = sorted(set(ports))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ", ".join(parts)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, NamedTuple
 
+from portinspect.inputs import spans as spans
 from portinspect.safetext import ELLIPSIS as ELLIPSIS
 from portinspect.safetext import clean as clean
 
@@ -181,20 +182,6 @@ def pids(numbers: Sequence[int], limit: int = 12) -> str:
     shown = ", ".join(map(str, numbers[:limit]))
     more = f" and {len(numbers) - limit} more" if len(numbers) > limit else ""
     return ("pid " if len(numbers) == 1 else "pids ") + shown + more
-
-
-def spans(ports: Iterable[int]) -> str:
-    """6000, 6665, 6666, 6667 -> '6000, 6665-6667'."""
-    ordered = sorted(set(ports))
-    parts: list[str] = []
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ", ".join(parts)
 
 
 def port_list(keys: Sequence[PortKey], limit: int = 6) -> str:
