@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from portinspect import apptree, classifier, render
-from portinspect.models import Family, ProcessInfo, Proto, Snapshot, Socket
+from portinspect.models import Family, ProcessInfo, Proto, Snapshot, Socket, Stop
+from portinspect.models.app import BOUNDARY_PORTS
+from portinspect.render.common import port_list
 
 from .support import LOOPBACK4, endpoint_of, forked_holders, listening, port_of, same_socket
 
@@ -316,3 +318,41 @@ def test_siblings_under_a_wide_non_holding_parent_are_probed_not_walked(
     # The walk in pid order reads the few siblings forked before the first keeper; the rest
     # are probed by the relatives check.
     assert len(walked & siblings) < wide // 2
+
+
+# --- the app model: a launcher of many services ------------------------------------------
+
+
+def _launcher_snapshot(workers: int) -> Snapshot:
+    """A generic parent (one command line for all) forking one child per service port."""
+    init = ProcessInfo(pid=1, ppid=0, name="init", user="root", cmdline=("/sbin/init",))
+    argv = ("python3", "harness.py")
+    parent = ProcessInfo(pid=100, ppid=1, name="python3", user="me", cmdline=argv)
+    kids = {
+        200 + i: ProcessInfo(pid=200 + i, ppid=100, name="python3", user="me", cmdline=argv)
+        for i in range(workers)
+    }
+    socks = tuple(
+        Socket(Proto.TCP, Family.IPV4, "127.0.0.1", 20000 + i, uid=0, pids=(200 + i,))
+        for i in range(workers)
+    )
+    held = {s.pids[0]: frozenset({(s.proto, s.port)}) for s in socks}
+    return Snapshot(sockets=socks, processes={1: init, 100: parent, **kids}, held=held)
+
+
+def test_the_boundary_lists_a_few_of_the_other_services_and_counts_the_rest() -> None:
+    """Each worker's app stops at the launcher, which runs 999 other services: the boundary
+    names the lowest BOUNDARY_PORTS and counts the others (every list in full was 5.5 million
+    entries at the L load), and `who` says how many more."""
+    snapshot = _launcher_snapshot(1000)
+    model = apptree.AppModel(snapshot)
+    middle = snapshot.sockets[500]
+    [app] = model.apps([middle], trees=True)
+    boundary = app.boundary
+    assert app.top == middle.pids[0] and boundary.stop is Stop.RUNS_OTHER_SERVICES
+    shown = [port for _, port in boundary.ports]
+    assert shown == list(range(20000, 20000 + BOUNDARY_PORTS))
+    assert len(shown) + boundary.more_ports == 999
+    assert boundary.to_dict()["more_ports"] == 999 - BOUNDARY_PORTS
+    text = port_list(boundary.ports, unlisted=boundary.more_ports)
+    assert text == f"ports 20000, 20001, 20002, 20003, 20004, 20005 and {999 - 6} more"

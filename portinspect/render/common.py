@@ -184,12 +184,13 @@ def pids(numbers: Sequence[int], limit: int = 12) -> str:
     return ("pid " if len(numbers) == 1 else "pids ") + shown + more
 
 
-def port_list(keys: Sequence[PortKey], limit: int = 6) -> str:
-    """'port 8001' or 'ports 8001, 8002 and 3 more'."""
+def port_list(keys: Sequence[PortKey], limit: int = 6, unlisted: int = 0) -> str:
+    """'port 8001' or 'ports 8001, 8002 and 3 more' (unlisted: more not in keys)."""
     numbers = sorted({port for _, port in keys})
+    hidden = max(len(numbers) - limit, 0) + unlisted
     text = ", ".join(map(str, numbers[:limit]))
-    more = f" and {len(numbers) - limit} more" if len(numbers) > limit else ""
-    return ("port " if len(numbers) == 1 else "ports ") + text + more
+    more = f" and {hidden} more" if hidden else ""
+    return ("port " if len(numbers) + unlisted == 1 else "ports ") + text + more
 
 
 def times(count: int) -> str:

@@ -289,7 +289,7 @@ _STOP_WORDS = {
 def _boundary_text(app: App) -> str:
     boundary = app.boundary
     return _STOP_WORDS[boundary.stop].format(
-        who=who(boundary.process), ports=port_list(boundary.ports)
+        who=who(boundary.process), ports=port_list(boundary.ports, unlisted=boundary.more_ports)
     )
 
 
