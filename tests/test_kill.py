@@ -590,9 +590,12 @@ def test_kill_frees_a_real_server_for_good(real_server: Server) -> None:
         # session runs, nothing is left that could bind the port again (no window to watch).
         wait_until(lambda: not session_members(server.pid), 30, f"{server.recipe.name} to exit")
         assert same_socket(scan(server.port), endpoint(server.port)) == []
-        # A second later the bystander still listens, from the same processes.
-        time.sleep(1.0)
-        assert untouched(bystander.ids) and bystander.holds_port()
+        # The bystander still listens from the same processes, watched for a second: what the
+        # issue asks, and longer than any server here takes to exit once signalled (< 0.5 s).
+        watch_end = time.monotonic() + 1.0
+        while time.monotonic() < watch_end:
+            assert untouched(bystander.ids) and bystander.holds_port()
+            time.sleep(0.05)
     [port] = doc["ports"]  # type: ignore[index]
     assert port["status"] == "freed" and port["survivors"] == [] and port["respawned"] == []
     steps = [(s["signal"], s["scope"], s["pids"]) for s in port["steps"]]
