@@ -387,9 +387,11 @@ def service_cgroup() -> Iterator[Callable[[int], str]]:
     root = _cgroup_root()
     if not is_root() or root is None:
         pytest.skip("needs root and a writable cgroup hierarchy")
-    unit = f"portinspect-test-{uuid.uuid4().hex[:8]}.service"
-    group = root / "system.slice" / unit
-    made_slice = not group.parent.exists()
+    tag = uuid.uuid4().hex[:8]
+    unit = f"portinspect-test-{tag}.service"
+    # A slice of its own, never the machine's system.slice: another suite running at the same
+    # time must not find it busy when it removes its own (a real systemd's is never touched).
+    group = root / f"portinspect-test-{tag}.slice" / unit
     group.mkdir(parents=True)
 
     def move(pid: int) -> str:
@@ -401,8 +403,7 @@ def service_cgroup() -> Iterator[Callable[[int], str]]:
     finally:
         wait_until(lambda: not (group / "cgroup.procs").read_text().strip(), 10, "empty cgroup")
         group.rmdir()
-        if made_slice:
-            group.parent.rmdir()
+        group.parent.rmdir()
 
 
 def test_systemd_unit_is_named_and_not_fought(
