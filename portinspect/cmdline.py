@@ -209,15 +209,23 @@ def first_positional(args: Sequence[str], value_opts: Iterable[str] = ()) -> str
     return next(positionals(args, value_opts), "")
 
 
-def option(args: Sequence[str], names: Iterable[str]) -> str | None:
-    """Value of `--name V`, `--name=V` or `-n V` (the last one wins, like argparse and click)."""
+def option(
+    args: Sequence[str], names: Iterable[str], *, dash_equals: bool = False, glued: bool = False
+) -> str | None:
+    """Value of `--name V`, `--name=V` or `-n V` (the last one wins, like argparse and click).
+
+    dash_equals: `-n=V` and `-name=V` give V too (Go's flag package and hand-written parsers
+    read it so). glued: `-nV` for one-letter names (ssh, cloudflared, localtunnel).
+    """
     found = None
     for i, arg in enumerate(args):
         for name in names:
             if arg == name and i + 1 < len(args):
                 found = args[i + 1]
-            elif arg.startswith(name + "=") and name.startswith("--"):
+            elif arg.startswith(name + "=") and (dash_equals or name.startswith("--")):
                 found = arg[len(name) + 1 :]
+            elif glued and len(name) == 2 and name[1] != "-" and arg.startswith(name):
+                found = arg[2:] or found
     return found
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
+from portinspect import cmdline
 from portinspect.cmdline import Command, normalise_argv, parse_command
 from portinspect.errors import UsageError
 from portinspect.models import Listener, ProcessInfo
@@ -178,15 +179,8 @@ class Danger:
 
 
 def _value(args: Sequence[str], *names: str) -> str | None:
-    """`--name V` or `--name=V` (the last one wins); None when absent."""
-    found = None
-    for i, arg in enumerate(args):
-        for name in names:
-            if arg == name and i + 1 < len(args):
-                found = args[i + 1]
-            elif arg.startswith(name + "="):
-                found = arg[len(name) + 1 :]
-    return found
+    """`--name V` or `--name=V`, `-n=V` too (the last one wins); None when absent."""
+    return cmdline.option(args, names, dash_equals=True)
 
 
 def _given(args: Sequence[str], *names: str) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from portinspect.cmdline import parse_command
+from portinspect.cmdline import option, parse_command
 
 # Who can reach what a tunnel publishes.
 PUBLIC = "public"  # anyone on the internet who has (or guesses) the URL
@@ -164,17 +164,8 @@ def target(text: str, scheme: str | None = None) -> Target | None:
 
 
 def _option(args: Sequence[str], *names: str) -> str | None:
-    """The value of `--name V`, `--name=V` or `-xV` for one-letter names (the last one wins)."""
-    found = None
-    for i, arg in enumerate(args):
-        for name in names:
-            if arg == name and i + 1 < len(args):
-                found = args[i + 1]
-            elif arg.startswith(name + "="):
-                found = arg[len(name) + 1 :]
-            elif len(name) == 2 and not name.startswith("--") and arg.startswith(name):
-                found = arg[2:] or found
-    return found
+    """The value of `--name V`, `--name=V`, `-name=V` or `-xV` (the last one wins)."""
+    return option(args, names, dash_equals=True, glued=True)
 
 
 def _options(args: Sequence[str], *names: str) -> list[str]:
