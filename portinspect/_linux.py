@@ -205,20 +205,7 @@ def local_port_states(port: int) -> dict[str, int]:
     wanted = port.to_bytes(2, "big")
     try:
         for af, _family in _FAMILIES:
-            seq = af << 8 | _IPPROTO[Proto.TCP]
-            sock.send(
-                _REQUEST.pack(
-                    _REQUEST.size,
-                    _SOCK_DIAG_BY_FAMILY,
-                    _NLM_F_REQUEST | _NLM_F_DUMP,
-                    seq,
-                    0,
-                    af,
-                    _IPPROTO[Proto.TCP],
-                    0,
-                    _ALL_BUT_LISTEN,
-                )
-            )
+            seq = _request_dump(sock, af, Proto.TCP, _ALL_BUT_LISTEN)
             for buf, body, _end in _netlink_messages(
                 sock, seq, _SOCK_DIAG_BY_FAMILY, _DIAG_MSG.size
             ):
@@ -305,19 +292,9 @@ def _dump(
     return [entry for entry, _, _, _ in _diag_messages(sock, proto, af, family, bound_into)]
 
 
-def _diag_messages(
-    sock: _socket.socket,
-    proto: Proto,
-    af: int,
-    family: Family,
-    bound_into: dict[int, int] | None = None,
-) -> Iterator[tuple[_Entry, bytearray, int, int]]:
-    """Each socket of one dump: its entry, and where its attributes lie in the buffer (valid
-    until the next item is taken). Bound-but-inactive sockets go to bound_into, if given."""
-    state = _WANTED_STATE[proto]
-    states = 1 << state
-    if bound_into is not None:
-        states |= 1 << _TCP_BOUND_INACTIVE
+def _request_dump(sock: _socket.socket, af: int, proto: Proto, states: int) -> int:
+    """Ask sock_diag for every socket of one family and protocol in these states (a bit
+    mask); the sequence number its answers carry."""
     seq = af << 8 | _IPPROTO[proto]
     sock.send(
         _REQUEST.pack(
@@ -332,6 +309,23 @@ def _diag_messages(
             states,
         )
     )
+    return seq
+
+
+def _diag_messages(
+    sock: _socket.socket,
+    proto: Proto,
+    af: int,
+    family: Family,
+    bound_into: dict[int, int] | None = None,
+) -> Iterator[tuple[_Entry, bytearray, int, int]]:
+    """Each socket of one dump: its entry, and where its attributes lie in the buffer (valid
+    until the next item is taken). Bound-but-inactive sockets go to bound_into, if given."""
+    state = _WANTED_STATE[proto]
+    states = 1 << state
+    if bound_into is not None:
+        states |= 1 << _TCP_BOUND_INACTIVE
+    seq = _request_dump(sock, af, proto, states)
     for buf, body, end in _netlink_messages(sock, seq, _SOCK_DIAG_BY_FAMILY, _DIAG_MSG.size):
         msg_family, msg_state, sport, dport, src, uid, inode = _DIAG_MSG.unpack_from(buf, body)
         if msg_family == af and msg_state == state and dport == _NO_PORT:
