@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from results import write_section
 from run import (
     PY,
     ROOT,
@@ -30,11 +31,10 @@ from run import (
     Command,
     child_env,
     load,
+    measure,
     process_count,
-    spawn_timed,
 )
 
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- audit:start -->", "<!-- audit:end -->"
 ROUNDS = {"idle": 15, "S": 11, "M": 9, "L": 7}
 
@@ -66,20 +66,6 @@ def commands(who_port: int | None, before: Path | None) -> list[Command]:
     return cmds
 
 
-def measure(cmds: list[Command], rounds: int) -> None:
-    env = child_env()
-    for r in range(rounds + 1):  # round 0 warms the caches
-        shift = r % len(cmds)
-        for cmd in cmds[shift:] + cmds[:shift]:
-            wall, rss, code = spawn_timed(cmd.argv, env)
-            if r == 0:
-                continue
-            cmd.times.append(wall)
-            cmd.rss.append(rss)
-            if code not in cmd.ok_codes:
-                cmd.failures += 1
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--scales", default="idle,M", help="comma-separated: idle,S,M,L")
@@ -108,7 +94,7 @@ def main() -> None:
                 middle = holders[len(holders) // 2]
                 who_port = middle["tcp"][0][1] if middle["tcp"] else None
             cmds = commands(who_port, args.before)
-            measure(cmds, args.rounds or ROUNDS[scale])
+            measure(cmds, args.rounds or ROUNDS[scale], child_env())
             note = f"{scale} ({process_count()} processes)"
             for cmd in cmds:
                 med, low, high = cmd.stats()
@@ -118,14 +104,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        text = RESULTS.read_text()
         block = f"{START}\n{table}\n{END}"
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            text = head + block + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n## audit and who's verdict\n\n" + block + "\n"
-        RESULTS.write_text(text)
+        write_section(block, START, END, heading="## audit and who's verdict\n\n")
 
 
 if __name__ == "__main__":

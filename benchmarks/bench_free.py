@@ -33,11 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results import RESULTS, write_section  # noqa: E402
+
 from portinspect import freeport, scanner  # noqa: E402
 from portinspect.freeport import LeaseStore, Prober, find_free_ports  # noqa: E402
 from portinspect.models import Proto  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- free:start -->", "<!-- free:end -->"
 TCP = frozenset([Proto.TCP])
 
@@ -159,17 +160,6 @@ def table(rows: list[tuple[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    section = f"{START}\n{text}\n{END}"
-    old = RESULTS.read_text("utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + section + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(new, "utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -205,7 +195,7 @@ def main() -> None:
     )
     print(body)
     if not args.no_write:
-        write_section(body)
+        write_section(f"{START}\n{body}\n{END}", START, END)
         print(f"\nwritten to {RESULTS}")
 
 

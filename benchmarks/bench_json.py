@@ -23,8 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- json:start -->", "<!-- json:end -->"
 
 CHILD = """
@@ -131,18 +132,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
-        write(text)
-
-
-def write(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}{END}"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(new)
+        write_section(f"{START}\n{text}{END}", START, END)
 
 
 if __name__ == "__main__":

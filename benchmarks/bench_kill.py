@@ -35,6 +35,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results import write_section  # noqa: E402
+
 from portinspect import kill_port  # noqa: E402
 from portinspect.models import KillOutcome  # noqa: E402
 from tests.servers import RECIPES, running  # noqa: E402
@@ -49,7 +51,6 @@ SERVERS = (
     "gunicorn",
     "jupyter",
 )
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- kill:start -->", "<!-- kill:end -->"
 
 
@@ -137,16 +138,6 @@ def section(results: dict[str, list[Run]], timeout: float) -> str:
     )
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -163,7 +154,7 @@ def main() -> None:
     text = section(results, args.timeout)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(text, START, END)
 
 
 if __name__ == "__main__":

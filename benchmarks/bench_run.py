@@ -39,13 +39,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results import write_section  # noqa: E402
+
 from portinspect import scanner  # noqa: E402
 from portinspect.models import Proto  # noqa: E402
 from tests.runs import label, project, server_command  # noqa: E402
 from tests.servers import RECIPES  # noqa: E402
 
 SCRIPT = Path(sys.executable).parent / "portinspect"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- run:start -->", "<!-- run:end -->"
 SERVERS = (*RECIPES, "npm")
 TCP = frozenset({Proto.TCP})
@@ -154,16 +155,6 @@ def section(results: dict[str, dict[bool, list[Run]]]) -> str:
     )
 
 
-def write_section(text: str, path: Path = RESULTS) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -187,7 +178,7 @@ def main() -> None:
     text = section(results)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(text, START, END)
 
 
 if __name__ == "__main__":

@@ -32,13 +32,14 @@ import os
 import platform
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from results import write_section
+from run import spawn_timed
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
-RESULTS = BENCH / "RESULTS.md"
 START, END = "<!-- startup:start -->", "<!-- startup:end -->"
 PY = sys.executable
 SCRIPT = str(Path(PY).parent / "portinspect")
@@ -88,25 +89,12 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def spawn_timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """(wall ms, exit status) of one run, output to /dev/null."""
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-    ]
-    start = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
-    _, status, _ = os.wait4(pid, 0)
-    return (time.perf_counter_ns() - start) / 1e6, os.waitstatus_to_exitcode(status)
-
-
 def measure(cmds: list[Command], rounds: int) -> None:
     env = child_env()
     for r in range(rounds + 1):  # round 0 warms the page cache
         shift = r % len(cmds)
         for cmd in cmds[shift:] + cmds[:shift]:
-            wall, code = spawn_timed(cmd.argv, env)
+            wall, _rss, code = spawn_timed(cmd.argv, env)
             if code != 0:
                 raise SystemExit(f"{cmd.label} exited {code}")
             if r:
@@ -149,17 +137,6 @@ def report(cmds: list[Command], rounds: int, loads: tuple[float, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}{END}"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=21)
@@ -175,7 +152,7 @@ def main() -> None:
     text = report(cmds, args.rounds, (start, os.getloadavg()[0]))
     print(text)
     if not args.no_write:
-        write(text)
+        write_section(f"{START}\n{text}{END}", START, END)
 
 
 if __name__ == "__main__":

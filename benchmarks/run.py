@@ -43,9 +43,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from results import RESULTS, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
-RESULTS = BENCH / "RESULTS.md"
 START, END = "<!-- list:start -->", "<!-- list:end -->"
 PY = Path(sys.executable)
 SCRIPT = PY.parent / "portinspect"
@@ -453,18 +454,6 @@ def render(results: list[ScaleResult], rounds_note: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    block = f"{START}\n{text}\n{END}"
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        _, tail = rest.split(END, 1)
-        new = head + block + tail
-    else:
-        new = current.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(new)
-
-
 def has_command(name: str, env: dict[str, str]) -> bool:
     proc = subprocess.run([str(SCRIPT), name, "--help"], capture_output=True, env=env, check=False)
     return proc.returncode == 0
@@ -539,7 +528,7 @@ def main() -> int:
     if failures:
         print(f"\nsome runs failed: {failures}", file=sys.stderr)
     if not args.no_write:
-        write_section(text)
+        write_section(f"{START}\n{text}\n{END}", START, END)
         print(f"\nwritten to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
