@@ -379,37 +379,10 @@ def test_sigkill_of_run_still_tears_everything_down(tag: str, tmp_path: Path) ->
             proc.wait()
 
 
-def test_no_test_command_holds_the_servers_until_ctrl_c(tag: str, tmp_path: Path) -> None:
-    err_log = tmp_path / "stderr"
-    server = f"{PY} -m http.server {{port}} --bind 127.0.0.1"
-    with open(err_log, "w") as err:
-        proc = subprocess.Popen(
-            [str(SCRIPT), "run", "--json", "--server", server],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            cwd=tmp_path,
-            env=_env(tag),
-        )
-    try:
-        wait_until(lambda: "Ctrl-C" in err_log.read_text(), 60, "the servers to be up")
-        port = _started(err_log)
-        assert [li.port for li in same_socket(scan(port), endpoint(port))] == [port]
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130
-    doc = json.loads(out)
-    assert doc["outcome"] == "interrupted" and doc["tests"] is None
-    assert_all_gone(doc, tag)
-
-
-def test_a_killed_keeper_still_stops_its_server(tag: str, tmp_path: Path) -> None:
-    # What survives when even the keeper dies (SIGKILL, the OOM killer): its server's top
-    # process gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and exits; run sees it end.
+@contextlib.contextmanager
+def serving_in_foreground(tag: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """`run --json` with one http.server and no test command, once it says the server is up
+    (and waits for Ctrl-C): the process and its stderr log. Killed if still running after."""
     err_log = tmp_path / "stderr"
     server = f"{PY} -m http.server {{port}} --bind 127.0.0.1"
     with open(err_log, "w") as err:
@@ -423,13 +396,32 @@ def test_a_killed_keeper_still_stops_its_server(tag: str, tmp_path: Path) -> Non
         )
     try:
         wait_until(lambda: "Ctrl-C" in err_log.read_text(), 60, "the server to be up")
-        [keeper] = psutil.Process(proc.pid).children()
-        keeper.kill()
-        out, _ = proc.communicate(timeout=60)
+        yield proc, err_log
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_no_test_command_holds_the_servers_until_ctrl_c(tag: str, tmp_path: Path) -> None:
+    with serving_in_foreground(tag, tmp_path) as (proc, err_log):
+        port = _started(err_log)
+        assert [li.port for li in same_socket(scan(port), endpoint(port))] == [port]
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    doc = json.loads(out)
+    assert doc["outcome"] == "interrupted" and doc["tests"] is None
+    assert_all_gone(doc, tag)
+
+
+def test_a_killed_keeper_still_stops_its_server(tag: str, tmp_path: Path) -> None:
+    # What survives when even the keeper dies (SIGKILL, the OOM killer): its server's top
+    # process gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and exits; run sees it end.
+    with serving_in_foreground(tag, tmp_path) as (proc, _err_log):
+        [keeper] = psutil.Process(proc.pid).children()
+        keeper.kill()
+        out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 121
     doc = json.loads(out)
     assert doc["servers"][0]["pid"] not in {p.pid for p in tagged(tag)}
