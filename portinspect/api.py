@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from portinspect import scanner
 from portinspect.inputs import check_ports, check_proto
-from portinspect.models import Listener, ProcessInfo, Proto, Snapshot
+from portinspect.models import Listener, ProcessInfo, Proto
 
 if TYPE_CHECKING:
     from portinspect.audit import AuditReport
@@ -105,7 +105,7 @@ def port_view(
     from portinspect.models.app import PortView
 
     snapshot = scanner.collect([port], protos or frozenset(Proto), backend=backend, complete=True)
-    roots = _subtree_roots(snapshot)
+    roots = apptree.subtree_roots(snapshot)
     snapshot = scanner.with_subtrees(snapshot, roots, backend=backend)
     model = apptree.AppModel(snapshot, scanner.read_source)
     listeners = classifier.classify(snapshot, model=model)
@@ -149,27 +149,6 @@ def who(port: int, *, backend: str | None = None) -> WhoReport:
     scanned = ScanResult(list(view.listeners), snapshot.owners_hidden, snapshot.privileged)
     findings = run_audit(port, include_loopback=True, scanned=scanned, backend=backend).findings
     return WhoReport(port, view, findings)
-
-
-def _subtree_roots(snapshot: Snapshot) -> set[int]:
-    """For each holder, its highest ancestor that the app model could still take in."""
-    from portinspect import apptree
-
-    roots: set[int] = set()
-    processes = snapshot.processes
-    for pid in {p for s in snapshot.sockets for p in s.pids if p in processes}:
-        top, seen = pid, {pid}
-        parent = processes.get(processes[pid].ppid or 0)
-        while (
-            parent is not None
-            and parent.pid not in seen
-            and apptree.outside(parent, snapshot.self_lineage) is None
-        ):
-            seen.add(parent.pid)
-            top = parent.pid
-            parent = processes.get(parent.ppid or 0)
-        roots.add(top)
-    return roots
 
 
 def run_audit(

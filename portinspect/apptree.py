@@ -436,6 +436,26 @@ def outside(info: ProcessInfo, lineage: frozenset[int] = frozenset()) -> Stop | 
     return None
 
 
+def subtree_roots(snapshot: Snapshot) -> set[int]:
+    """For each holder, its highest ancestor that the app model could still take in: the
+    subtrees below these are all an app's members can come from (api.port_view reads them)."""
+    roots: set[int] = set()
+    processes = snapshot.processes
+    for pid in {p for s in snapshot.sockets for p in s.pids if p in processes}:
+        top, seen = pid, {pid}
+        parent = processes.get(processes[pid].ppid or 0)
+        while (
+            parent is not None
+            and parent.pid not in seen
+            and outside(parent, snapshot.self_lineage) is None
+        ):
+            seen.add(parent.pid)
+            top = parent.pid
+            parent = processes.get(parent.ppid or 0)
+        roots.add(top)
+    return roots
+
+
 def _no_parent(info: ProcessInfo) -> Boundary:
     # ppid 0 (init itself), 1, 2 (kernel threads), or a parent we could not read.
     if info.ppid is not None and info.ppid <= 1:
