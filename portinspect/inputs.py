@@ -78,14 +78,6 @@ def parse_port_spec(spec: str) -> frozenset[int]:
     return frozenset(ports)
 
 
-def parse_port_specs(specs: Iterable[str]) -> frozenset[int]:
-    """Several specs, as given as separate arguments: `kill 8000 9000-9002`."""
-    ports: set[int] = set()
-    for spec in specs:
-        ports |= parse_port_spec(spec)
-    return frozenset(ports)
-
-
 def check_ports(ports: int | Iterable[int] | None) -> frozenset[int] | None:
     """Ports given to the library: an int or an iterable of ints, each 1-65535."""
     if ports is None:
